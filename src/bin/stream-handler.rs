@@ -1,0 +1,27 @@
+//! The `stream-handler` Lambda: participants table stream → outbox rows.
+//! Partial batch responses (`ReportBatchItemFailures`) must be enabled on the
+//! event source mapping; see `template.yaml`.
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use raffle_outbox::config::aws_clients;
+use raffle_outbox::outbox::OutboxStore;
+use raffle_outbox::stream::StreamHandler;
+use raffle_outbox::{telemetry, Config};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let (dynamodb, _) = aws_clients().await;
+    let handler = StreamHandler::new(
+        OutboxStore::new(dynamodb, &config.outbox_table),
+        config.max_message_bytes,
+    );
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
+        Ok::<DynamoDbEventResponse, Error>(handler.handle(&event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,112 @@
+//! Configuration, from the environment, with defaults for the local stack.
+//!
+//! The Lambda functions and the CLI read the same variables, so a setting
+//! means the same thing wherever the code runs. Where DynamoDB is, is not
+//! configured here: the AWS SDK's own variables (`AWS_ENDPOINT_URL_DYNAMODB`,
+//! `AWS_REGION`, …) decide, so there is no separate local code path.
+
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// The participants table (its stream feeds the outbox).
+    #[arg(long, env = "PARTICIPANTS_TABLE", default_value = "participants")]
+    pub participants_table: String,
+
+    /// The outbox table.
+    #[arg(long, env = "OUTBOX_TABLE", default_value = "outbox")]
+    pub outbox_table: String,
+
+    /// The table where `migrate` records which migrations it applied.
+    #[arg(
+        long,
+        env = "MIGRATIONS_TABLE",
+        default_value = "raffle_outbox_migrations"
+    )]
+    pub migrations_table: String,
+
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_bootstrap_servers: String,
+
+    /// The topic every participant is sent to.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "test-topic")]
+    pub kafka_topic: String,
+
+    /// Sends per outbox row before it becomes FAILED.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: u32,
+
+    /// Seconds a relay owns a claimed row; after that another relay may take it.
+    #[arg(long, env = "LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: u64,
+
+    /// Rows claimed and produced together.
+    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 100)]
+    pub relay_batch_size: usize,
+
+    /// Largest participant JSON accepted, in bytes; larger images are REJECTED
+    /// (Kafka's default message.max.bytes is 1 MB; keep room for key and headers).
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 900_000)]
+    pub max_message_bytes: usize,
+
+    /// The CloudEvents `ce_source` of every message.
+    #[arg(long, env = "EVENT_SOURCE", default_value = "/raffle/participants")]
+    pub event_source: String,
+}
+
+impl Config {
+    /// The configuration from the environment alone (for the Lambda mains).
+    pub fn from_env() -> Result<Config, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Env {
+            #[command(flatten)]
+            config: Config,
+        }
+        <Env as clap::Parser>::try_parse_from(["raffle-outbox"]).map(|e| e.config)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_seconds)
+    }
+}
+
+/// DynamoDB and DynamoDB Streams clients, configured the AWS SDK's standard
+/// way (region, credentials and endpoint from the environment).
+pub async fn aws_clients() -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    (
+        aws_sdk_dynamodb::Client::new(&shared),
+        aws_sdk_dynamodbstreams::Client::new(&shared),
+    )
+}
+
+/// Points the AWS SDK at DynamoDB Local unless the environment already says
+/// where to go: sets `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`,
+/// a region and dummy credentials, each only when unset. The CLI calls this
+/// unless `RAFFLE_OUTBOX_TARGET=aws`; the Lambda functions never do.
+///
+/// Must run before any thread is started (it edits the process environment).
+pub fn default_to_local_stack(dynamodb_endpoint: &str) {
+    let defaults = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint),
+        ("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", dynamodb_endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+    ];
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        return;
+    }
+    for (name, value) in defaults {
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
+}

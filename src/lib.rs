@@ -1,0 +1,28 @@
+//! raffle-outbox: every raffle participant saved in DynamoDB reaches the
+//! Kafka topic, and the outbox table proves it.
+//!
+//! The data's path, top to bottom:
+//!
+//! ```text
+//! participants table ─stream─▶ stream::StreamHandler ─▶ outbox (table)
+//!                                                         │
+//!                         kafka::Producer ◀─ relay::Relay ◀┘  (DELIVERED + partition/offset)
+//! ```
+//!
+//! [`participant`] maps a stream image to the JSON the compliance team
+//! receives; [`migrate`] owns the table definitions; [`pipeline`] runs the
+//! whole path locally, where [`local`] provides DynamoDB Local and the broker.
+
+pub mod config;
+pub mod demo;
+pub mod kafka;
+pub mod local;
+pub mod migrate;
+pub mod outbox;
+pub mod participant;
+pub mod pipeline;
+pub mod relay;
+pub mod stream;
+pub mod telemetry;
+
+pub use config::Config;

@@ -1,0 +1,280 @@
+//! DynamoDB Local: Amazon's DynamoDB emulator (a Java server), bound to 127.0.0.1.
+//!
+//! Amazon publishes DynamoDB Local as a download from its own site, which this project's
+//! machines cannot reach; the same jar ships inside the npm package
+//! `amplify-dynamodb-simulator`, which they can. So the install is `npm pack` + `tar xzf`,
+//! keeping only the jar and its libraries.
+//!
+//! DynamoDB Local listens on every interface and has no flag to change that. A developer tool
+//! should not expose an unauthenticated database to the network, so instead of its own main
+//! class it is started through `LocalLauncher.java` (next to this file), which builds the
+//! server the same way and binds the Jetty connector to 127.0.0.1 before starting it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use super::process::{self, PidFile};
+use super::service::{Probe, Service};
+use super::{ServiceStatus, StackConfig};
+
+/// The npm package (and exact version) that carries the jar.
+const NPM_PACKAGE: &str = "amplify-dynamodb-simulator@2.9.30";
+/// The DynamoDB Local version inside [`NPM_PACKAGE`] (it prints it at startup). Names the
+/// install directory; change both together.
+const VERSION: &str = "1.25.1";
+/// The launcher's source, compiled at install time (see the module docs).
+const LAUNCHER_SOURCE: &str = include_str!("LocalLauncher.java");
+/// The launcher's main class, also how `down` recognises our process in `/proc/<pid>/cmdline`.
+const LAUNCHER_CLASS: &str = "LocalLauncher";
+
+const JAVA_HINT: &str = "a Java 17+ JDK, e.g. `apt-get install openjdk-17-jdk-headless`";
+
+/// An installed DynamoDB Local: the jar's directory and the compiled launcher's directory.
+pub(crate) struct Install {
+    dir: PathBuf,
+    launcher_dir: PathBuf,
+}
+
+fn install_dir(home: &Path) -> PathBuf {
+    home.join(format!("dynamodb-local-{VERSION}"))
+}
+
+fn service(cfg: &StackConfig) -> Service {
+    let run = cfg.run_dir();
+    Service {
+        name: "dynamodb-local",
+        port: cfg.dynamodb_port,
+        address: cfg.dynamodb_endpoint(),
+        pid_file: PidFile {
+            path: run.join("dynamodb-local.pid"),
+            marker: LAUNCHER_CLASS,
+        },
+        log: run.join("dynamodb-local.log"),
+        probe: Probe::DynamoDb,
+        port_env: "DYNAMODB_LOCAL_PORT",
+    }
+}
+
+/// Installs DynamoDB Local under `home` if it is not there yet, and compiles the launcher.
+///
+/// Everything is assembled in a temporary directory next to the final one and renamed into
+/// place at the end, so an interrupted install is never mistaken for a complete one.
+pub(crate) async fn install(home: &Path) -> anyhow::Result<Install> {
+    let dir = install_dir(home);
+    if !dir.join("DynamoDBLocal.jar").is_file() {
+        fetch(home, &dir).await?;
+    }
+    let launcher_dir = compile_launcher(&dir).await?;
+    Ok(Install { dir, launcher_dir })
+}
+
+async fn fetch(home: &Path, dir: &Path) -> anyhow::Result<()> {
+    let npm = process::require(
+        "npm",
+        "it downloads DynamoDB Local",
+        "Node.js with npm, e.g. `apt-get install npm`",
+    )?;
+    let tar = process::require("tar", "it unpacks DynamoDB Local", "`apt-get install tar`")?;
+    // Checked now rather than at start: failing after a download is a worse experience.
+    process::require(
+        "javac",
+        "it compiles DynamoDB Local's 127.0.0.1 launcher",
+        JAVA_HINT,
+    )?;
+
+    eprintln!(
+        "raffle-outbox: installing DynamoDB Local {VERSION} (npm package {NPM_PACKAGE}, ~57 MB) into {}; first time only, this takes a minute or so",
+        dir.display()
+    );
+    let started = Instant::now();
+    process::remove_stale_temp_dirs(home, ".install-dynamodb-local");
+    let tmp = home.join(process::temp_name(".install-dynamodb-local"));
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+
+    let mut pack = tokio::process::Command::new(npm);
+    // --loglevel=warn: without it npm lists all 175 files of the tarball; warnings and
+    // errors (network, registry) still come through.
+    pack.args(["pack", "--loglevel=warn", NPM_PACKAGE])
+        .current_dir(&tmp);
+    process::run_visible(pack, &format!("`npm pack {NPM_PACKAGE}`")).await?;
+
+    let tarball = std::fs::read_dir(&tmp)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|ext| ext == "tgz"))
+        .with_context(|| format!("`npm pack` left no .tgz in {}", tmp.display()))?;
+    let mut untar = tokio::process::Command::new(tar);
+    untar.arg("xzf").arg(&tarball).current_dir(&tmp);
+    process::run_visible(untar, "unpacking DynamoDB Local (`tar xzf`)").await?;
+
+    let emulator = tmp.join("package").join("emulator");
+    let stage = tmp.join("stage");
+    std::fs::create_dir_all(&stage)?;
+    for (name, required) in [
+        ("DynamoDBLocal.jar", true),
+        ("DynamoDBLocal_lib", true),
+        ("LICENSE.txt", false),
+        ("THIRD-PARTY-LICENSES.txt", false),
+    ] {
+        let from = emulator.join(name);
+        if !from.exists() {
+            if required {
+                bail!(
+                    "{NPM_PACKAGE} has no package/emulator/{name}; has the package layout changed?"
+                );
+            }
+            continue;
+        }
+        std::fs::rename(&from, stage.join(name))
+            .with_context(|| format!("moving {}", from.display()))?;
+    }
+    std::fs::rename(&stage, dir)
+        .with_context(|| format!("moving the install into {}", dir.display()))?;
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    eprintln!(
+        "raffle-outbox: DynamoDB Local installed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Compiles `LocalLauncher.java` into `<dir>/launcher-<hash of the source>/`.
+///
+/// Keyed by the source's hash, so a changed launcher in a newer raffle-outbox is recompiled
+/// while the 64 MB jar install is kept.
+async fn compile_launcher(dir: &Path) -> anyhow::Result<PathBuf> {
+    let launcher_dir = dir.join(format!(
+        "launcher-{:016x}",
+        fnv1a(LAUNCHER_SOURCE.as_bytes())
+    ));
+    if launcher_dir
+        .join(format!("{LAUNCHER_CLASS}.class"))
+        .is_file()
+    {
+        return Ok(launcher_dir);
+    }
+    let javac = process::require(
+        "javac",
+        "it compiles DynamoDB Local's 127.0.0.1 launcher",
+        JAVA_HINT,
+    )?;
+    process::remove_stale_temp_dirs(dir, ".launcher-tmp");
+    let tmp = dir.join(process::temp_name(".launcher-tmp"));
+    std::fs::create_dir_all(&tmp)?;
+    let source = tmp.join(format!("{LAUNCHER_CLASS}.java"));
+    std::fs::write(&source, LAUNCHER_SOURCE)?;
+    let mut cmd = tokio::process::Command::new(javac);
+    // The jar's manifest Class-Path brings DynamoDBLocal_lib/ (Jetty) onto the class path.
+    cmd.arg("-cp")
+        .arg(dir.join("DynamoDBLocal.jar"))
+        .arg("-d")
+        .arg(&tmp)
+        .arg(&source)
+        .current_dir(&tmp);
+    process::run_visible(cmd, "compiling LocalLauncher.java (`javac`)").await?;
+    std::fs::rename(&tmp, &launcher_dir)
+        .with_context(|| format!("moving the launcher into {}", launcher_dir.display()))?;
+    Ok(launcher_dir)
+}
+
+/// 64-bit FNV-1a: a stable hash (unlike `DefaultHasher`) for naming the launcher directory.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+pub(crate) async fn ensure_running(
+    cfg: &StackConfig,
+    install: &Install,
+) -> anyhow::Result<ServiceStatus> {
+    let run = cfg.run_dir();
+    std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
+    service(cfg)
+        .ensure_running(|| {
+            let java = process::require("java", "DynamoDB Local runs on it", JAVA_HINT)?;
+            let mut class_path = install.dir.join("DynamoDBLocal.jar").into_os_string();
+            class_path.push(":");
+            class_path.push(&install.launcher_dir);
+            let mut library_path = std::ffi::OsString::from("-Djava.library.path=");
+            library_path.push(install.dir.join("DynamoDBLocal_lib"));
+            let mut cmd = Command::new(java);
+            cmd.arg(library_path)
+                .arg("-cp")
+                .arg(class_path)
+                .arg(LAUNCHER_CLASS)
+                // In memory: every `up` starts from empty tables, which is what tests want;
+                // `migrate` recreates them. -disableTelemetry: no calls home from a test box.
+                .args([
+                    "-inMemory",
+                    "-port",
+                    &cfg.dynamodb_port.to_string(),
+                    "-disableTelemetry",
+                ])
+                .current_dir(&run);
+            Ok(cmd)
+        })
+        .await
+}
+
+pub(crate) async fn stop(cfg: &StackConfig) -> anyhow::Result<()> {
+    service(cfg).stop().await
+}
+
+pub(crate) async fn status(cfg: &StackConfig) -> ServiceStatus {
+    service(cfg).status().await
+}
+
+/// Whether DynamoDB (Local) answers HTTP on 127.0.0.1:`port`.
+///
+/// Sends an unsigned `ListTables`; DynamoDB answers it with a 400
+/// `MissingAuthenticationToken` and an `x-amzn-RequestId` header, which is enough to know it
+/// is DynamoDB and that it serves requests, without credentials or an HTTP client dependency.
+pub(crate) async fn answers(port: u16) -> bool {
+    let probe = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+             Content-Type: application/x-amz-json-1.0\r\n\
+             X-Amz-Target: DynamoDB_20120810.ListTables\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(response)) => {
+            let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+            text.starts_with("http/1.") && text.contains("x-amzn-requestid")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_dir_is_versioned_under_home() {
+        assert_eq!(
+            install_dir(Path::new("/h")),
+            PathBuf::from("/h/dynamodb-local-1.25.1")
+        );
+    }
+
+    #[test]
+    fn fnv1a_is_stable() {
+        // Reference values of 64-bit FNV-1a.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

@@ -1,0 +1,335 @@
+//! tansu: an Apache Kafka-compatible broker written in Rust, standing in for Amazon MSK.
+//!
+//! Installed with `cargo install` (no prebuilt binaries can be downloaded here), with SQLite
+//! storage: tansu's in-memory engine answers ListOffsets and mid-batch fetches wrongly, and
+//! SQLite also keeps topics and records across broker restarts, which fault tests need.
+//!
+//! Quirks of 0.6.0 this module works around:
+//! - it reads a `.env` from its working directory, so it runs in its own directory;
+//! - its options also come from environment variables (`STORAGE_ENGINE`, `CLUSTER_ID`, ...),
+//!   so those are removed from its environment to keep a developer's shell from changing it;
+//! - `sqlite://` paths are always taken relative to the working directory (an absolute path
+//!   loses its leading `/`), so the database is `sqlite://tansu.db` in that directory;
+//! - `topic create` on an existing topic exits 1 and logs "Topic with this name already
+//!   exists." (Kafka error 36, TOPIC_ALREADY_EXISTS).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use super::process::{self, PidFile};
+use super::service::{Probe, Service};
+use super::{ServiceStatus, StackConfig};
+
+const VERSION: &str = "0.6.0";
+/// `dynostore` and `libsql` (SQLite) are the storage engines this project uses or may use;
+/// the default features pull in far more (Postgres, S3, lake houses) and build longer.
+const FEATURES: &str = "dynostore,libsql";
+
+/// Environment variables tansu 0.6.0 reads as option defaults. Removed from the broker's
+/// environment so a developer's shell cannot silently change the local broker.
+const TANSU_ENV: &[&str] = &[
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "DATA_LAKE",
+    "ICEBERG_CATALOG",
+    "ICEBERG_NAMESPACE",
+    "ICEBERG_WAREHOUSE",
+];
+
+fn install_root(home: &Path) -> PathBuf {
+    home.join(format!("tansu-{VERSION}"))
+}
+
+fn binary(home: &Path) -> PathBuf {
+    install_root(home).join("bin").join("tansu")
+}
+
+/// tansu's working directory: holds its SQLite database and nothing else (no `.env`).
+fn work_dir(cfg: &StackConfig) -> PathBuf {
+    cfg.run_dir().join("tansu")
+}
+
+fn broker_url(cfg: &StackConfig) -> String {
+    format!("tcp://127.0.0.1:{}", cfg.kafka_port)
+}
+
+fn service(cfg: &StackConfig) -> Service {
+    let run = cfg.run_dir();
+    Service {
+        name: "tansu",
+        port: cfg.kafka_port,
+        address: cfg.kafka_bootstrap(),
+        pid_file: PidFile {
+            path: run.join("tansu.pid"),
+            marker: "tansu",
+        },
+        log: run.join("tansu.log"),
+        probe: Probe::Kafka,
+        port_env: "KAFKA_PORT",
+    }
+}
+
+/// Installs tansu under `home` if its binary is not there yet; returns the binary's path.
+///
+/// `cargo install` builds in a temporary target directory and copies the binary into
+/// `--root` only when the build succeeded, so the binary's presence marks a complete install.
+pub(crate) async fn install(home: &Path) -> anyhow::Result<PathBuf> {
+    let bin = binary(home);
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    let cargo = process::require(
+        "cargo",
+        "it builds the tansu Kafka broker",
+        "a Rust toolchain, e.g. from https://rustup.rs",
+    )?;
+    // libsql compiles SQLite from C sources; without a C compiler the build fails minutes in.
+    process::require(
+        "cc",
+        "the tansu build compiles SQLite",
+        "a C compiler, e.g. `apt-get install build-essential`",
+    )?;
+    let root = install_root(home);
+    eprintln!(
+        "raffle-outbox: installing the tansu {VERSION} Kafka broker (cargo install tansu@{VERSION} --features {FEATURES}) into {}; first time only, this takes ~15 minutes on 2 cores",
+        root.display()
+    );
+    let started = Instant::now();
+    let mut cmd = tokio::process::Command::new(cargo);
+    cmd.args([
+        "install",
+        &format!("tansu@{VERSION}"),
+        "--locked",
+        "--features",
+        FEATURES,
+    ])
+    .arg("--root")
+    .arg(&root)
+    // Not the caller's directory: a project's .cargo/config.toml must not apply here.
+    .current_dir(home);
+    process::run_visible(cmd, &format!("`cargo install tansu@{VERSION}`")).await?;
+    if !bin.is_file() {
+        bail!(
+            "`cargo install tansu@{VERSION}` succeeded but {} is missing",
+            bin.display()
+        );
+    }
+    eprintln!(
+        "raffle-outbox: tansu installed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(bin)
+}
+
+pub(crate) async fn ensure_running(cfg: &StackConfig, bin: &Path) -> anyhow::Result<ServiceStatus> {
+    let dir = work_dir(cfg);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    service(cfg)
+        .ensure_running(|| {
+            let url = broker_url(cfg);
+            let mut cmd = Command::new(bin);
+            cmd.arg("broker")
+                .args(["--listener-url", &url])
+                .args(["--advertised-listener-url", &url])
+                .args(["--storage-engine", "sqlite://tansu.db"])
+                .current_dir(&dir)
+                // Its log level comes from RUST_LOG; the caller's (meant for raffle-outbox)
+                // would make tansu log every request at debug level with span events.
+                .env("RUST_LOG", "warn");
+            for key in TANSU_ENV {
+                cmd.env_remove(key);
+            }
+            Ok(cmd)
+        })
+        .await
+}
+
+pub(crate) async fn stop(cfg: &StackConfig) -> anyhow::Result<()> {
+    service(cfg).stop().await
+}
+
+pub(crate) async fn status(cfg: &StackConfig) -> ServiceStatus {
+    service(cfg).status().await
+}
+
+/// Creates the topic, or succeeds if it exists (see [`super::ensure_topic`]).
+pub(crate) async fn ensure_topic(
+    cfg: &StackConfig,
+    topic: &str,
+    partitions: u32,
+) -> anyhow::Result<()> {
+    let partitions_arg = i32::try_from(partitions)
+        .ok()
+        .filter(|p| *p > 0)
+        .with_context(|| format!("invalid partition count {partitions}"))?;
+    let bin = binary(&cfg.home);
+    if !bin.is_file() {
+        bail!(
+            "tansu is not installed under {}; run `raffle-outbox up` first",
+            cfg.home.display()
+        );
+    }
+    if !answers(cfg.kafka_port).await {
+        bail!(
+            "no Kafka broker answers on {}; run `raffle-outbox up` first",
+            cfg.kafka_bootstrap()
+        );
+    }
+    let url = broker_url(cfg);
+    let output = run_cli(
+        cfg,
+        &bin,
+        &[
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            &partitions_arg.to_string(),
+            "--broker",
+            &url,
+        ],
+    )
+    .await?;
+    if output.success {
+        tracing::info!(topic, partitions, "topic created");
+        return Ok(());
+    }
+    if !output.text.contains("already exists") {
+        bail!(
+            "`tansu topic create {topic}` failed: {}",
+            output.text.trim()
+        );
+    }
+    match existing_partitions(cfg, &bin, topic).await {
+        Ok(Some(existing)) if existing == partitions as usize => {
+            tracing::debug!(topic, partitions, "topic exists already");
+        }
+        Ok(found) => {
+            tracing::warn!(topic, wanted = partitions, existing = ?found, "topic exists already with a different partition count; keeping it");
+        }
+        Err(e) => {
+            tracing::debug!(topic, error = %e, "could not read the existing topic's partitions")
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of `topic` as `tansu topic list` reports it (JSON metadata).
+async fn existing_partitions(
+    cfg: &StackConfig,
+    bin: &Path,
+    topic: &str,
+) -> anyhow::Result<Option<usize>> {
+    let url = broker_url(cfg);
+    let output = run_cli(cfg, bin, &["topic", "list", "--broker", &url]).await?;
+    if !output.success {
+        bail!("`tansu topic list` failed: {}", output.text.trim());
+    }
+    // stdout has the JSON on one line; any log lines are around it.
+    let json = output
+        .text
+        .lines()
+        .find(|l| l.trim_start().starts_with('['))
+        .context("no JSON in `tansu topic list` output")?;
+    let topics: Vec<serde_json::Value> = serde_json::from_str(json)?;
+    Ok(topics
+        .iter()
+        .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(topic))
+        .and_then(|t| t.get("partitions"))
+        .and_then(|p| p.as_array())
+        .map(Vec::len))
+}
+
+struct CliOutput {
+    success: bool,
+    /// stdout and stderr together: tansu logs its errors to stdout.
+    text: String,
+}
+
+async fn run_cli(cfg: &StackConfig, bin: &Path, args: &[&str]) -> anyhow::Result<CliOutput> {
+    let dir = work_dir(cfg);
+    std::fs::create_dir_all(&dir)?;
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args(args)
+        .current_dir(&dir)
+        // `error` makes it log the Kafka error (e.g. "already exists") we look for, and
+        // nothing more.
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .with_context(|| format!("`tansu {}` did not finish within 60 s", args.join(" ")))?
+        .with_context(|| format!("could not run {}", bin.display()))?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    tracing::debug!(?args, status = %output.status, output = %text.trim(), "tansu cli");
+    Ok(CliOutput {
+        success: output.status.success(),
+        text,
+    })
+}
+
+/// Whether a Kafka broker answers on 127.0.0.1:`port`.
+///
+/// Sends an ApiVersions v0 request and checks the reply's correlation id and error code: a
+/// bare TCP connect would also succeed against an unrelated server or a broker that is still
+/// opening its storage.
+pub(crate) async fn answers(port: u16) -> bool {
+    const API_VERSIONS: i16 = 18;
+    const CORRELATION_ID: i32 = 0x7261_6666;
+    const CLIENT_ID: &[u8] = b"raffle-outbox-probe";
+    let probe = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut body = Vec::new();
+        body.extend_from_slice(&API_VERSIONS.to_be_bytes());
+        body.extend_from_slice(&0i16.to_be_bytes()); // api version 0
+        body.extend_from_slice(&CORRELATION_ID.to_be_bytes());
+        body.extend_from_slice(&(CLIENT_ID.len() as i16).to_be_bytes());
+        body.extend_from_slice(CLIENT_ID);
+        let mut request = (body.len() as i32).to_be_bytes().to_vec();
+        request.extend_from_slice(&body);
+        stream.write_all(&request).await?;
+
+        let size = stream.read_i32().await?;
+        if !(6..=1 << 20).contains(&size) {
+            return Ok(false);
+        }
+        let correlation_id = stream.read_i32().await?;
+        let error_code = stream.read_i16().await?;
+        Ok::<_, std::io::Error>(correlation_id == CORRELATION_ID && error_code == 0)
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Ok(true))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_cargo_install_layout() {
+        assert_eq!(
+            binary(Path::new("/h")),
+            PathBuf::from("/h/tansu-0.6.0/bin/tansu")
+        );
+        let cfg = StackConfig {
+            home: "/h".into(),
+            dynamodb_port: 8000,
+            kafka_port: 9092,
+        };
+        assert_eq!(work_dir(&cfg), PathBuf::from("/h/run/tansu"));
+        assert_eq!(broker_url(&cfg), "tcp://127.0.0.1:9092");
+    }
+}

@@ -1,0 +1,313 @@
+//! An outbox row: one participant on its way to Kafka, and the audit record
+//! of how it got there.
+//!
+//! This file is pure: the row's shape, its states, how its id is derived and
+//! when it is due again. [`super::store`] does the conditional writes that
+//! move a row between states.
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Namespace of the UUID v5 row ids. Fixed forever: changing it would give a
+/// redelivered stream record a new id, and so a second row.
+const ROW_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a57_9d3e_4b8a_a0f4_52c1_e7d9_3b06);
+
+/// The due index is sharded so that pending rows do not all sit under one
+/// partition key (a hot key under load). Fixed: the sweep queries each shard.
+pub const DUE_SHARDS: u32 = 16;
+
+/// ```text
+/// PENDING → IN_FLIGHT → DELIVERED
+///              └──────→ PENDING (retry after backoff) → … → FAILED
+/// FAILED → PENDING only by redrive;  REJECTED is terminal.
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Pending,
+    InFlight,
+    Delivered,
+    Failed,
+    Rejected,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::InFlight,
+        Status::Delivered,
+        Status::Failed,
+        Status::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::InFlight => "IN_FLIGHT",
+            Status::Delivered => "DELIVERED",
+            Status::Failed => "FAILED",
+            Status::Rejected => "REJECTED",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The row as stored (attribute names are the audit contract; see README).
+/// Absent values are left out of the item, not stored as NULL: the due index
+/// is sparse, so a row leaves it by losing `due_shard`/`due_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRow {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant_id: Option<String>,
+    pub status: Status,
+    /// RFC 3339, UTC, milliseconds.
+    pub created_at: String,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The participant as JSON: the Kafka value, fixed when the row is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// REJECTED rows: the stream image as DynamoDB JSON, kept for audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_image: Option<String>,
+    /// REJECTED rows: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_partition: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_offset: Option<i64>,
+    /// Milliseconds since the epoch, as Kafka stores timestamps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_timestamp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    pub source_event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sequence_number: Option<String>,
+    /// Due index partition key: present only while the row has work to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_shard: Option<String>,
+    /// Due index sort key, epoch ms: when the row may next be claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<i64>,
+}
+
+/// Where a row came from in the participants table's stream.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub event_id: String,
+    pub sequence_number: Option<String>,
+}
+
+impl OutboxRow {
+    /// A row waiting to be sent.
+    pub fn pending(
+        source: &Source,
+        participant_id: String,
+        payload: String,
+        now: OffsetDateTime,
+    ) -> OutboxRow {
+        let id = row_id(&source.event_id);
+        OutboxRow {
+            due_shard: Some(due_shard(&id)),
+            due_at: Some(epoch_ms(now)),
+            participant_id: Some(participant_id),
+            payload: Some(payload),
+            ..OutboxRow::blank(id, Status::Pending, source, now)
+        }
+    }
+
+    /// A record that could not be understood, kept with its reason.
+    pub fn rejected(
+        source: &Source,
+        participant_id: Option<String>,
+        raw_image: Option<String>,
+        reason: String,
+        now: OffsetDateTime,
+    ) -> OutboxRow {
+        OutboxRow {
+            participant_id,
+            raw_image,
+            reject_reason: Some(reason),
+            ..OutboxRow::blank(row_id(&source.event_id), Status::Rejected, source, now)
+        }
+    }
+
+    fn blank(id: String, status: Status, source: &Source, now: OffsetDateTime) -> OutboxRow {
+        OutboxRow {
+            id,
+            participant_id: None,
+            status,
+            created_at: rfc3339(now),
+            attempts: 0,
+            last_error: None,
+            payload: None,
+            raw_image: None,
+            reject_reason: None,
+            kafka_topic: None,
+            kafka_partition: None,
+            kafka_offset: None,
+            kafka_timestamp: None,
+            delivered_at: None,
+            source_event_id: source.event_id.clone(),
+            source_sequence_number: source.sequence_number.clone(),
+            due_shard: None,
+            due_at: None,
+            lease_owner: None,
+            lease_until: None,
+        }
+    }
+}
+
+/// The row id of a stream record: UUID v5 of its event id, so a redelivered
+/// record (a Lambda retry, a replayed shard) maps to the same row.
+pub fn row_id(event_id: &str) -> String {
+    Uuid::new_v5(&ROW_ID_NAMESPACE, event_id.as_bytes()).to_string()
+}
+
+/// The due-index shard of a row, stable for its life.
+pub fn due_shard(row_id: &str) -> String {
+    let hash = row_id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    (hash % DUE_SHARDS).to_string()
+}
+
+/// What happens to a row whose send failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Back to PENDING, due again after this many milliseconds.
+    RetryIn(i64),
+    /// FAILED: out of attempts, or an error that sending again cannot fix.
+    GiveUp,
+}
+
+/// Exponential backoff with full jitter: 1 s, 2 s, 4 s … capped at 5 min,
+/// each scaled by `jitter` in [0, 1) so relays that failed together do not
+/// retry together. `attempts` counts the send that just failed.
+pub fn after_failure(
+    attempts: u32,
+    max_attempts: u32,
+    retriable: bool,
+    jitter: f64,
+) -> AfterFailure {
+    if !retriable || attempts >= max_attempts {
+        return AfterFailure::GiveUp;
+    }
+    let ceiling = (1_000i64 << attempts.saturating_sub(1).min(20)).min(300_000);
+    AfterFailure::RetryIn(((ceiling as f64) * jitter.clamp(0.0, 1.0)) as i64 + 100)
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t
+        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .unwrap_or(t);
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+pub fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn source(event_id: &str) -> Source {
+        Source {
+            event_id: event_id.into(),
+            sequence_number: Some("100".into()),
+        }
+    }
+
+    #[test]
+    fn row_id_is_a_deterministic_uuid_v5_of_the_event_id() {
+        let a = row_id("c81e728d9d4c2f636f067f89cc14862c");
+        assert_eq!(a, row_id("c81e728d9d4c2f636f067f89cc14862c"));
+        assert_ne!(a, row_id("eccbc87e4b5ce2fe28308fd9f2a7baf3"));
+        let parsed = Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version_num(), 5);
+        // Pinned: a change here would make redelivered records into new rows.
+        assert_eq!(
+            row_id("event-1"),
+            Uuid::new_v5(&ROW_ID_NAMESPACE, b"event-1").to_string()
+        );
+        assert_eq!(
+            ROW_ID_NAMESPACE.to_string(),
+            "6f1c2a57-9d3e-4b8a-a0f4-52c1e7d93b06"
+        );
+    }
+
+    #[test]
+    fn pending_rows_are_due_now_and_rejected_rows_never() {
+        let now = datetime!(2026-11-28 12:00:00.123456 UTC);
+        let p = OutboxRow::pending(&source("e1"), "p-1".into(), "{}".into(), now);
+        assert_eq!(p.status, Status::Pending);
+        assert_eq!(p.due_at, Some(1_795_867_200_123));
+        assert_eq!(p.created_at, "2026-11-28T12:00:00.123Z");
+        assert!(p.due_shard.as_deref().unwrap().parse::<u32>().unwrap() < DUE_SHARDS);
+        let r = OutboxRow::rejected(&source("e2"), None, Some("{}".into()), "no id".into(), now);
+        assert_eq!(
+            (r.status, r.due_shard, r.due_at),
+            (Status::Rejected, None, None)
+        );
+    }
+
+    #[test]
+    fn rows_round_trip_through_dynamodb_items_without_nulls() {
+        let now = datetime!(2026-11-28 12:00:00 UTC);
+        let row = OutboxRow::pending(&source("e1"), "p-1".into(), r#"{"id":"p-1"}"#.into(), now);
+        let item: serde_dynamo::Item = serde_dynamo::to_item(&row).unwrap();
+        assert!(!item.contains_key("kafka_offset"), "absent, not NULL");
+        assert_eq!(
+            item.get("status"),
+            Some(&serde_dynamo::AttributeValue::S("PENDING".into()))
+        );
+        let back: OutboxRow = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back, row);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_gives_up() {
+        assert_eq!(
+            after_failure(1, 10, true, 1.0),
+            AfterFailure::RetryIn(1_100)
+        );
+        assert_eq!(
+            after_failure(3, 10, true, 1.0),
+            AfterFailure::RetryIn(4_100)
+        );
+        assert_eq!(
+            after_failure(3, 10, true, 0.5),
+            AfterFailure::RetryIn(2_100)
+        );
+        assert_eq!(
+            after_failure(9, 10, true, 1.0),
+            AfterFailure::RetryIn(256_100)
+        );
+        assert_eq!(
+            after_failure(30, 99, true, 1.0),
+            AfterFailure::RetryIn(300_100)
+        );
+        assert_eq!(after_failure(10, 10, true, 0.3), AfterFailure::GiveUp);
+        assert_eq!(after_failure(1, 10, false, 0.3), AfterFailure::GiveUp);
+    }
+}

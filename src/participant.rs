@@ -1,0 +1,230 @@
+//! A raffle participant as the compliance team receives it: the DynamoDB image
+//! turned into JSON.
+//!
+//! The mapping is written out by hand over `serde_dynamo`'s attribute values
+//! instead of going through `serde_dynamo::from_item::<serde_json::Value>`,
+//! because the generic path would turn binary into arrays of numbers and round
+//! large numbers through `f64`. The rules, documented in the README:
+//!
+//! | DynamoDB | JSON |
+//! |---|---|
+//! | `S` | string |
+//! | `N` | number when JSON can hold it exactly (any 64-bit integer, or a decimal whose shortest `f64` form is the same text); otherwise the decimal text as a string, so no digit is lost |
+//! | `BOOL`, `NULL` | `true`/`false`, `null` |
+//! | `L`, `M` | array, object (keys sorted) |
+//! | `SS`, `NS` | array of strings, array of numbers (same rule as `N`) |
+//! | `B`, `BS` | base64 string, array of base64 strings |
+
+use base64::Engine as _;
+use serde_dynamo::{AttributeValue, Item};
+use serde_json::{Map, Number, Value};
+
+/// The attribute that holds the participant's id: the Kafka key.
+pub const ID_ATTRIBUTE: &str = "id";
+
+/// A participant that passed validation, ready to be written to the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Participant {
+    /// The participant id: the Kafka message key.
+    pub id: String,
+    /// The participant as JSON text: the Kafka message value, byte for byte.
+    pub json: String,
+}
+
+/// Why a stream image cannot become a participant. The text is stored on the
+/// REJECTED outbox row, so it names the problem without repeating any data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("the stream record has no NewImage (is the stream view type NEW_IMAGE or NEW_AND_OLD_IMAGES?) or the image is empty")]
+    NoImage,
+    #[error("the image has no `id` attribute")]
+    NoId,
+    #[error("the `id` attribute is of type {0}, expected a string (S)")]
+    IdNotString(&'static str),
+    #[error("the `id` attribute is an empty string")]
+    EmptyId,
+    #[error("the participant is {size} bytes as JSON, over the {limit}-byte message limit")]
+    TooLarge { size: usize, limit: usize },
+}
+
+impl Participant {
+    /// Validates a stream `NewImage` and maps it to JSON.
+    ///
+    /// `max_bytes` is the largest JSON value the broker will take (Kafka's
+    /// `message.max.bytes` less room for key and headers).
+    pub fn from_image(image: &Item, max_bytes: usize) -> Result<Participant, Invalid> {
+        if image.is_empty() {
+            return Err(Invalid::NoImage);
+        }
+        let id = match image.get(ID_ATTRIBUTE) {
+            None => return Err(Invalid::NoId),
+            Some(AttributeValue::S(id)) if id.is_empty() => return Err(Invalid::EmptyId),
+            Some(AttributeValue::S(id)) => id.clone(),
+            Some(other) => return Err(Invalid::IdNotString(type_name(other))),
+        };
+        let json = to_json(image).to_string();
+        if json.len() > max_bytes {
+            return Err(Invalid::TooLarge {
+                size: json.len(),
+                limit: max_bytes,
+            });
+        }
+        Ok(Participant { id, json })
+    }
+}
+
+/// The whole image as a JSON object (see the module docs for the rules).
+pub fn to_json(image: &Item) -> Value {
+    Value::Object(map_to_json(image.iter()))
+}
+
+fn map_to_json<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a AttributeValue)>,
+) -> Map<String, Value> {
+    entries
+        .map(|(name, value)| (name.clone(), attribute_to_json(value)))
+        .collect()
+}
+
+fn attribute_to_json(value: &AttributeValue) -> Value {
+    let base64 =
+        |bytes: &Vec<u8>| Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    match value {
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::N(n) => number_to_json(n),
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::B(bytes) => base64(bytes),
+        AttributeValue::L(list) => Value::Array(list.iter().map(attribute_to_json).collect()),
+        AttributeValue::M(map) => Value::Object(map_to_json(map.iter())),
+        AttributeValue::Ss(set) => Value::Array(set.iter().cloned().map(Value::String).collect()),
+        AttributeValue::Ns(set) => Value::Array(set.iter().map(|n| number_to_json(n)).collect()),
+        AttributeValue::Bs(set) => Value::Array(set.iter().map(base64).collect()),
+    }
+}
+
+/// A DynamoDB number as JSON without losing a digit: DynamoDB keeps 38
+/// significant digits, JSON consumers usually read doubles.
+fn number_to_json(n: &str) -> Value {
+    if let Ok(i) = n.parse::<i64>() {
+        return Value::Number(i.into());
+    }
+    if let Ok(u) = n.parse::<u64>() {
+        return Value::Number(u.into());
+    }
+    match n.parse::<f64>().ok().and_then(Number::from_f64) {
+        Some(f) if f.to_string() == n => Value::Number(f),
+        _ => Value::String(n.to_string()),
+    }
+}
+
+/// The DynamoDB type name of an attribute, for error messages.
+fn type_name(value: &AttributeValue) -> &'static str {
+    match value {
+        AttributeValue::S(_) => "S",
+        AttributeValue::N(_) => "N",
+        AttributeValue::Bool(_) => "BOOL",
+        AttributeValue::Null(_) => "NULL",
+        AttributeValue::B(_) => "B",
+        AttributeValue::L(_) => "L",
+        AttributeValue::M(_) => "M",
+        AttributeValue::Ss(_) => "SS",
+        AttributeValue::Ns(_) => "NS",
+        AttributeValue::Bs(_) => "BS",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    fn item(entries: Vec<(&str, AttributeValue)>) -> Item {
+        Item::from(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<HashMap<_, _>>(),
+        )
+    }
+
+    fn s(v: &str) -> AttributeValue {
+        AttributeValue::S(v.into())
+    }
+
+    #[test]
+    fn maps_every_attribute_type() {
+        let image = item(vec![
+            ("id", s("p-1")),
+            ("name", s("Zoë 🎟")),
+            ("int", AttributeValue::N("42".into())),
+            ("negative", AttributeValue::N("-7".into())),
+            ("big", AttributeValue::N("18446744073709551615".into())),
+            ("decimal", AttributeValue::N("3.14".into())),
+            (
+                "precise",
+                AttributeValue::N("12345678901234567890123456789.5".into()),
+            ),
+            ("yes", AttributeValue::Bool(true)),
+            ("nothing", AttributeValue::Null(true)),
+            ("blob", AttributeValue::B(b"hi\x00".to_vec())),
+            (
+                "list",
+                AttributeValue::L(vec![s("a"), AttributeValue::N("1".into())]),
+            ),
+            (
+                "map",
+                AttributeValue::M(HashMap::from([(
+                    "nested".to_string(),
+                    AttributeValue::Bool(false),
+                )])),
+            ),
+            ("tags", AttributeValue::Ss(vec!["x".into(), "y".into()])),
+            ("lucky", AttributeValue::Ns(vec!["7".into(), "0.5".into()])),
+            ("blobs", AttributeValue::Bs(vec![vec![1, 2], vec![255]])),
+        ]);
+        assert_eq!(
+            to_json(&image),
+            json!({
+                "id": "p-1",
+                "name": "Zoë 🎟",
+                "int": 42,
+                "negative": -7,
+                "big": 18446744073709551615u64,
+                "decimal": 3.14,
+                "precise": "12345678901234567890123456789.5",
+                "yes": true,
+                "nothing": null,
+                "blob": "aGkA",
+                "list": ["a", 1],
+                "map": {"nested": false},
+                "tags": ["x", "y"],
+                "lucky": [7, 0.5],
+                "blobs": ["AQI=", "/w=="],
+            })
+        );
+    }
+
+    #[test]
+    fn json_text_is_deterministic_with_sorted_keys() {
+        let image = item(vec![("id", s("p")), ("b", s("2")), ("a", s("1"))]);
+        let p = Participant::from_image(&image, 1000).unwrap();
+        assert_eq!(p.json, r#"{"a":"1","b":"2","id":"p"}"#);
+        assert_eq!(p.id, "p");
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_a_participant() {
+        let check = |image: Item| Participant::from_image(&image, 1000).unwrap_err();
+        assert_eq!(check(item(vec![])), Invalid::NoImage);
+        assert_eq!(check(item(vec![("name", s("x"))])), Invalid::NoId);
+        assert_eq!(
+            check(item(vec![("id", AttributeValue::N("1".into()))])),
+            Invalid::IdNotString("N")
+        );
+        assert_eq!(check(item(vec![("id", s(""))])), Invalid::EmptyId);
+        let big = item(vec![("id", s("p")), ("blob", s(&"x".repeat(2000)))]);
+        assert!(matches!(check(big), Invalid::TooLarge { limit: 1000, .. }));
+    }
+}

@@ -1,0 +1,183 @@
+//! The relay: due outbox rows out, Kafka messages in, every send response
+//! logged and written back to the row.
+//!
+//! A relay claims rows with a lease before sending (so concurrent relays do
+//! not send the same row), produces them in one batch with acks=all, then
+//! marks each row DELIVERED with its partition, offset and timestamp. A
+//! failed send goes back to PENDING with backoff, or to FAILED when retrying
+//! cannot help. Crashing between the broker's ack and the DELIVERED mark
+//! leaves the row IN_FLIGHT; once its lease expires another sweep sends it
+//! again, with the same key and outbox id header: that is the one place a
+//! duplicate can come from (at-least-once).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::kafka::{Delivery, KafkaError, Message, Producer};
+use crate::outbox::row::{after_failure, epoch_ms, AfterFailure};
+use crate::outbox::{OutboxRow, OutboxStore, StoreError, Written};
+
+/// The CloudEvents type of every message.
+pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
+/// The header a consumer deduplicates on.
+pub const OUTBOX_ID_HEADER: &str = "outbox_id";
+
+/// What one relay pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayReport {
+    pub claimed: usize,
+    pub delivered: usize,
+    pub retrying: usize,
+    pub failed: usize,
+    /// Rows whose lease was lost before the mark (another relay took them).
+    pub lost_lease: usize,
+}
+
+impl std::ops::AddAssign for RelayReport {
+    fn add_assign(&mut self, other: RelayReport) {
+        self.claimed += other.claimed;
+        self.delivered += other.delivered;
+        self.retrying += other.retrying;
+        self.failed += other.failed;
+        self.lost_lease += other.lost_lease;
+    }
+}
+
+pub struct Relay {
+    outbox: OutboxStore,
+    producer: Arc<Producer>,
+    config: Config,
+    /// This relay's lease owner id: unique per process.
+    owner: String,
+}
+
+impl Relay {
+    pub fn new(outbox: OutboxStore, producer: Arc<Producer>, config: Config) -> Relay {
+        let owner = format!("relay-{}", uuid::Uuid::new_v4());
+        Relay {
+            outbox,
+            producer,
+            config,
+            owner,
+        }
+    }
+
+    /// Claims and sends due rows, one batch at a time, until none is due.
+    pub async fn sweep(&self) -> Result<RelayReport, StoreError> {
+        let mut total = RelayReport::default();
+        loop {
+            let ids = self
+                .outbox
+                .due_ids(OffsetDateTime::now_utc(), self.config.relay_batch_size)
+                .await?;
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            let report = self.relay(&ids).await?;
+            total += report;
+            if report.claimed == 0 {
+                // Everything found was claimed by someone else meanwhile.
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Claims the given rows (those still due) and sends them.
+    pub async fn relay(&self, ids: &[String]) -> Result<RelayReport, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let lease_until = epoch_ms(now) + self.config.lease().as_millis() as i64;
+        let rows = self
+            .outbox
+            .claim(ids, &self.owner, now, lease_until)
+            .await?;
+        let mut report = RelayReport {
+            claimed: rows.len(),
+            ..RelayReport::default()
+        };
+        if rows.is_empty() {
+            return Ok(report);
+        }
+        let messages: Vec<Message> = rows.iter().map(|row| self.message(row)).collect();
+        let results = self.producer.send(&messages).await;
+        for (row, result) in rows.iter().zip(results) {
+            let written = match result {
+                Ok(delivery) => {
+                    self.log_send_response(row, &delivery);
+                    report.delivered += 1;
+                    self.outbox
+                        .mark_delivered(&row.id, &self.owner, &delivery, OffsetDateTime::now_utc())
+                        .await?
+                }
+                Err(error) => self.after_send_failure(row, &error, &mut report).await?,
+            };
+            if written == Written::ConditionFailed {
+                tracing::warn!(outbox_id = %row.id, "lease lost before the row was marked; another relay owns it");
+                report.lost_lease += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    fn message(&self, row: &OutboxRow) -> Message {
+        let header = |name: &str, value: &str| (name.to_string(), Bytes::from(value.to_string()));
+        Message {
+            key: row.participant_id.clone().unwrap_or_default(),
+            value: Bytes::from(row.payload.clone().unwrap_or_default()),
+            headers: vec![
+                header(OUTBOX_ID_HEADER, &row.id),
+                header("ce_specversion", "1.0"),
+                header("ce_id", &row.id),
+                header("ce_source", &self.config.event_source),
+                header("ce_type", EVENT_TYPE),
+                header("ce_time", &row.created_at),
+                header("content-type", "application/json"),
+            ],
+        }
+    }
+
+    /// The send response, one structured line per message: ids and
+    /// coordinates only, never the participant's fields.
+    fn log_send_response(&self, row: &OutboxRow, delivery: &Delivery) {
+        tracing::info!(
+            topic = %delivery.topic,
+            partition = delivery.partition,
+            offset = delivery.offset,
+            timestamp = delivery.timestamp,
+            outbox_id = %row.id,
+            participant_id = row.participant_id.as_deref().unwrap_or_default(),
+            "kafka send response"
+        );
+    }
+
+    async fn after_send_failure(
+        &self,
+        row: &OutboxRow,
+        error: &KafkaError,
+        report: &mut RelayReport,
+    ) -> Result<Written, StoreError> {
+        let text = error.to_string();
+        match after_failure(
+            row.attempts,
+            self.config.max_attempts,
+            error.is_retriable(),
+            fastrand::f64(),
+        ) {
+            AfterFailure::RetryIn(ms) => {
+                tracing::warn!(outbox_id = %row.id, attempts = row.attempts, retry_in_ms = ms, error = %text, "kafka send failed; will retry");
+                report.retrying += 1;
+                let due = epoch_ms(OffsetDateTime::now_utc()) + ms;
+                self.outbox
+                    .mark_retry(&row.id, &self.owner, &text, due)
+                    .await
+            }
+            AfterFailure::GiveUp => {
+                tracing::error!(outbox_id = %row.id, attempts = row.attempts, error = %text, "kafka send failed; row is FAILED");
+                report.failed += 1;
+                self.outbox.mark_failed(&row.id, &self.owner, &text).await
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The stream handler: one DynamoDB stream batch of the participants table
+//! in, one outbox row per INSERT out.
+//!
+//! The same code runs in the `stream-handler` Lambda and in the local
+//! pipeline. Its contract with the event source mapping:
+//! - a retried batch makes no second row (the row id is derived from the
+//!   record, and the put is conditional);
+//! - a record that cannot be understood becomes a REJECTED row with the raw
+//!   image and the reason, so one bad record never blocks the shard;
+//! - a transient failure is reported for that record alone in
+//!   `batchItemFailures`, never as an error for the whole batch.
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures::{stream, StreamExt};
+use time::OffsetDateTime;
+
+use crate::outbox::{OutboxRow, OutboxStore, Source, StoreError, Written};
+use crate::participant::{Participant, ID_ATTRIBUTE};
+
+/// How many puts one batch keeps in flight.
+const PUT_CONCURRENCY: usize = 16;
+
+pub struct StreamHandler {
+    outbox: OutboxStore,
+    max_message_bytes: usize,
+}
+
+/// What happened to one stream record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Written,
+    AlreadyThere,
+    Rejected,
+    /// MODIFY and REMOVE: a registration is the INSERT.
+    Ignored,
+    /// Transient: reported back so the record is delivered again.
+    Retry,
+}
+
+impl StreamHandler {
+    pub fn new(outbox: OutboxStore, max_message_bytes: usize) -> StreamHandler {
+        StreamHandler {
+            outbox,
+            max_message_bytes,
+        }
+    }
+
+    pub async fn handle(&self, event: &Event) -> DynamoDbEventResponse {
+        let outcomes: Vec<(Outcome, &EventRecord)> = stream::iter(&event.records)
+            .map(|record| async move { (self.handle_record(record).await, record) })
+            .buffered(PUT_CONCURRENCY)
+            .collect()
+            .await;
+
+        let count = |o: Outcome| outcomes.iter().filter(|(x, _)| *x == o).count();
+        let mut response = DynamoDbEventResponse::default();
+        for (_, record) in outcomes.iter().filter(|(o, _)| *o == Outcome::Retry) {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = record.change.sequence_number.clone();
+            response.batch_item_failures.push(failure);
+        }
+        tracing::info!(
+            records = event.records.len(),
+            written = count(Outcome::Written),
+            already_there = count(Outcome::AlreadyThere),
+            rejected = count(Outcome::Rejected),
+            ignored = count(Outcome::Ignored),
+            retry = count(Outcome::Retry),
+            outbox_table = self.outbox.table(),
+            "stream batch handled"
+        );
+        response
+    }
+
+    async fn handle_record(&self, record: &EventRecord) -> Outcome {
+        if record.event_name != "INSERT" {
+            return Outcome::Ignored;
+        }
+        let source = Source {
+            event_id: record.event_id.clone(),
+            sequence_number: record.change.sequence_number.clone(),
+        };
+        let now = OffsetDateTime::now_utc();
+        let image = &record.change.new_image;
+        let row = match Participant::from_image(image, self.max_message_bytes) {
+            Ok(p) => OutboxRow::pending(&source, p.id, p.json, now),
+            Err(reason) => {
+                tracing::warn!(event_id = %source.event_id, %reason, "stream record rejected");
+                OutboxRow::rejected(
+                    &source,
+                    participant_id(record),
+                    raw_image(record),
+                    reason.to_string(),
+                    now,
+                )
+            }
+        };
+        match self.outbox.insert(&row).await {
+            Ok(Written::Yes) if row.status == crate::outbox::Status::Rejected => Outcome::Rejected,
+            Ok(Written::Yes) => Outcome::Written,
+            Ok(Written::ConditionFailed) => Outcome::AlreadyThere,
+            Err(StoreError::Permanent(error)) => {
+                self.reject_unstorable(&source, record, error, now).await
+            }
+            Err(error) => {
+                tracing::warn!(event_id = %source.event_id, %error, "outbox write failed; record will be retried");
+                Outcome::Retry
+            }
+        }
+    }
+
+    /// A row DynamoDB refuses (in practice: over the 400 KB item limit once
+    /// the JSON is added) is kept as a REJECTED row without the image; the
+    /// participant itself is still in the participants table.
+    async fn reject_unstorable(
+        &self,
+        source: &Source,
+        record: &EventRecord,
+        error: String,
+        now: OffsetDateTime,
+    ) -> Outcome {
+        tracing::warn!(event_id = %source.event_id, %error, "outbox row refused; writing it as REJECTED");
+        let reason = format!("the outbox row could not be stored: {error}");
+        let row = OutboxRow::rejected(source, participant_id(record), None, reason, now);
+        match self.outbox.insert(&row).await {
+            Ok(Written::Yes) => Outcome::Rejected,
+            Ok(Written::ConditionFailed) => Outcome::AlreadyThere,
+            Err(_) => Outcome::Retry,
+        }
+    }
+}
+
+/// The participant id when the image has a usable one (for audit of REJECTED rows).
+fn participant_id(record: &EventRecord) -> Option<String> {
+    match record.change.new_image.get(ID_ATTRIBUTE) {
+        Some(serde_dynamo::AttributeValue::S(id)) if !id.is_empty() => Some(id.clone()),
+        _ => None,
+    }
+}
+
+/// The image as DynamoDB JSON, or `None` when the record has none.
+fn raw_image(record: &EventRecord) -> Option<String> {
+    let image = &record.change.new_image;
+    (!image.is_empty()).then(|| serde_json::to_string(image).unwrap_or_default())
+}
