@@ -229,14 +229,21 @@ impl StackLock {
                 return Err(e).with_context(|| format!("locking {}", path.display()))
             }
         }
-        // Someone else is installing or starting; tell the user why we appear to hang (an
-        // install can take 15 minutes), then block off the async runtime's threads.
-        eprintln!(
-            "raffle-outbox: waiting for another raffle-outbox process to finish with the local stack (lock {})",
-            path.display()
-        );
-        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-            .await
+        // Someone else is installing, starting or stopping. Block on the lock off the async
+        // runtime's threads; if that takes more than a moment (an install can take 15
+        // minutes), tell the user why we appear to hang.
+        let mut wait = tokio::task::spawn_blocking(move || file.lock().map(|()| file));
+        let locked = tokio::select! {
+            locked = &mut wait => locked,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                eprintln!(
+                    "raffle-outbox: waiting for another raffle-outbox process to finish with the local stack (lock {})",
+                    path.display()
+                );
+                wait.await
+            }
+        };
+        locked
             .context("lock task panicked")?
             .map(|file| StackLock { _file: file })
             .with_context(|| format!("locking {}", path.display()))

@@ -1,31 +1,31 @@
 //! The Kafka producer: the only module that knows samsa.
 //!
-//! samsa 0.1.8 gives us the wire protocol (request encoding, response
-//! parsing, TCP). What it lacks for an outbox we add here, on its public
-//! types: acks=all with the reply actually read and parsed (samsa's
-//! `produce()` only reads a reply when `required_acks > 0`, so -1 would leave
-//! it on the socket), correlation-id checks and one owner per socket
-//! ([`connection`]), Kafka's default partitioner ([`partitioner`]), per
+//! samsa 0.1.8 gives us the wire protocol (TCP, request headers, metadata
+//! and produce response parsing). What it lacks for an outbox we add here,
+//! on its public types: acks=all with the reply actually read and parsed
+//! (samsa's `produce()` only reads a reply when `required_acks > 0`, so -1
+//! would leave it on the socket), correlation-id checks and one owner per
+//! socket ([`connection`]), record batches with a timestamp we know
+//! ([`produce_request`]), Kafka's default partitioner ([`partitioner`]), per
 //! partition results with retriable and fatal errors told apart, metadata
 //! refresh after a leadership or topic error, and batches split so no
 //! partition's record batch exceeds the broker's size limit.
 
 pub mod connection;
 pub mod partitioner;
+pub mod produce_request;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use samsa::prelude::protocol::{
-    produce::request::Attributes, Header, MetadataRequest, MetadataResponse,
-};
-use samsa::prelude::protocol::{ProduceRequest, ProduceResponse};
+use samsa::prelude::protocol::{MetadataRequest, MetadataResponse, ProduceResponse};
 use samsa::prelude::{BrokerAddress, KafkaCode};
 use tokio::sync::Mutex;
 
 use connection::{Connection, CLIENT_ID};
+use produce_request::{ProduceRequest, Record};
 
 /// acks=all: the leader answers once every in-sync replica has the batch.
 const ACKS_ALL: i16 = -1;
@@ -113,8 +113,7 @@ pub struct Delivery {
     pub partition: i32,
     pub offset: i64,
     /// Milliseconds since the epoch: the broker's LogAppendTime when the topic
-    /// uses it, otherwise the time the producer stamped on the batch
-    /// (CreateTime; see [`Producer::send`]).
+    /// uses it, otherwise the CreateTime the producer stamped on the record.
     pub timestamp: i64,
 }
 
@@ -211,8 +210,8 @@ impl Producer {
             for (partition, indexes) in batches {
                 let partition_result = match &outcome {
                     Err(e) => Err(e.clone()),
-                    Ok((response, stamped_at)) => {
-                        partition_answer(response, &self.topic, *partition, *stamped_at)
+                    Ok((response, timestamp)) => {
+                        partition_answer(response, &self.topic, *partition, *timestamp)
                     }
                 };
                 if let Err(KafkaError::Partition { code, .. } | KafkaError::Topic { code, .. }) =
@@ -251,35 +250,34 @@ impl Producer {
             *guard = Some(Connection::connect(address.clone()).await?);
         }
         let connection = guard.as_mut().expect("connected above");
-        let stamped_at = now_ms();
-        let topic = self.topic.as_str();
+        let timestamp = now_ms();
+        let partitions = batches
+            .iter()
+            .map(|(partition, indexes)| {
+                let records = indexes
+                    .iter()
+                    .map(|&i| Record {
+                        key: messages[i].key.as_bytes(),
+                        value: &messages[i].value,
+                        headers: &messages[i].headers,
+                    })
+                    .collect();
+                (*partition, records)
+            })
+            .collect();
+        let mut request = Some(ProduceRequest {
+            correlation_id: 0,
+            client_id: CLIENT_ID,
+            acks: ACKS_ALL,
+            timeout_ms: 30_000,
+            topic: &self.topic,
+            timestamp,
+            partitions,
+        });
         let answer = connection
-            .call(|correlation_id| {
-                let mut request = ProduceRequest::new(
-                    ACKS_ALL,
-                    30_000,
-                    correlation_id,
-                    CLIENT_ID,
-                    Attributes::new(None),
-                );
-                for (partition, indexes) in batches {
-                    for &index in indexes {
-                        let m = &messages[index];
-                        let headers = m
-                            .headers
-                            .iter()
-                            .map(|(k, v)| Header::new(k.clone(), v.clone()))
-                            .collect();
-                        request.add(
-                            topic,
-                            *partition,
-                            Some(Bytes::from(m.key.clone())),
-                            Some(m.value.clone()),
-                            headers,
-                        );
-                    }
-                }
-                request
+            .call(|correlation_id| ProduceRequest {
+                correlation_id,
+                ..request.take().expect("built once")
             })
             .await;
         let bytes = match answer {
@@ -292,7 +290,7 @@ impl Producer {
         };
         let response = ProduceResponse::try_from(bytes)
             .map_err(|e| KafkaError::Protocol(format!("unparseable produce response: {e:?}")))?;
-        Ok((response, stamped_at))
+        Ok((response, timestamp))
     }
 
     async fn connection_slot(&self, broker: i32) -> Arc<Mutex<Option<Connection>>> {
@@ -390,7 +388,7 @@ fn partition_answer(
     response: &ProduceResponse,
     topic: &str,
     partition: i32,
-    stamped_at: i64,
+    timestamp: i64,
 ) -> Result<Delivery, KafkaError> {
     let answer = response
         .responses
@@ -412,7 +410,7 @@ fn partition_answer(
         timestamp: if answer.log_append_time >= 0 {
             answer.log_append_time
         } else {
-            stamped_at
+            timestamp
         },
     })
 }

@@ -194,8 +194,9 @@ pub(crate) async fn ensure_running(
     cfg: &StackConfig,
     install: &Install,
 ) -> anyhow::Result<ServiceStatus> {
-    let run = cfg.run_dir();
-    std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
+    let work_dir = cfg.run_dir().join("dynamodb-local");
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("creating {}", work_dir.display()))?;
     service(cfg)
         .ensure_running(|| {
             let java = process::require("java", "DynamoDB Local runs on it", JAVA_HINT)?;
@@ -210,14 +211,19 @@ pub(crate) async fn ensure_running(
                 .arg(class_path)
                 .arg(LAUNCHER_CLASS)
                 // In memory: every `up` starts from empty tables, which is what tests want;
-                // `migrate` recreates them. -disableTelemetry: no calls home from a test box.
+                // `migrate` recreates them.
                 .args([
                     "-inMemory",
                     "-port",
                     &cfg.dynamodb_port.to_string(),
                     "-disableTelemetry",
                 ])
-                .current_dir(&run);
+                // In 1.25.1 `-disableTelemetry` only sets a field nothing reads; what stops the
+                // start-up event to Amazon is this variable (checked with javap:
+                // TelemetryUtil.checkForTelemetryFlag is true unless it is "0").
+                .env("DDB_LOCAL_TELEMETRY", "0")
+                // It writes dynamodb-local-metadata.json into its working directory.
+                .current_dir(&work_dir);
             Ok(cmd)
         })
         .await

@@ -24,7 +24,9 @@ pub enum StoreError {
     /// Throttling, a network error, a 5xx: the same call may pass later.
     #[error("transient DynamoDB error: {0}")]
     Transient(String),
-    /// A request DynamoDB will refuse again (validation, item too large, no table).
+    /// A request DynamoDB will refuse again whatever the moment (validation,
+    /// item too large). A missing table or permission is not one of these:
+    /// it is fixed by deploying, and the record must wait for it, not be rejected.
     #[error("DynamoDB refused the request: {0}")]
     Permanent(String),
     #[error("a stored outbox row cannot be read: {0}")]

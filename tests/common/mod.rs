@@ -1,0 +1,138 @@
+//! What every integration test shares: the real local stack (brought up with
+//! the same code as `raffle-outbox local up`), tables and a topic of the
+//! test's own, and an independent reader of the topic (librdkafka, through
+//! the `rdkafka` crate: not the project's Kafka code).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use raffle_outbox::config::{aws_clients, default_to_local_stack};
+use raffle_outbox::local::{self, StackConfig};
+use raffle_outbox::outbox::{OutboxRow, OutboxStore};
+use raffle_outbox::{migrate, Config};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::OnceCell;
+
+pub const PARTITIONS: i32 = 3;
+
+static ENV: Once = Once::new();
+static STACK: OnceCell<()> = OnceCell::const_new();
+
+/// One test's world: its own tables and topic on the shared local stack.
+pub struct TestEnv {
+    pub stack: StackConfig,
+    pub config: Config,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub outbox: OutboxStore,
+}
+
+pub async fn env() -> TestEnv {
+    let stack = StackConfig::from_env();
+    ENV.call_once(|| default_to_local_stack(&stack.dynamodb_endpoint()));
+    STACK
+        .get_or_init(|| async {
+            local::up(&stack).await.expect("local stack up");
+        })
+        .await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let mut config = Config::from_env().expect("config");
+    config.participants_table = format!("participants_{suffix}");
+    config.outbox_table = format!("outbox_{suffix}");
+    config.kafka_topic = format!("test-topic-{suffix}");
+    config.kafka_bootstrap_servers = stack.kafka_bootstrap();
+    local::ensure_topic(&stack, &config.kafka_topic, PARTITIONS as u32)
+        .await
+        .expect("topic");
+    let (dynamodb, _) = aws_clients().await;
+    migrate::migrate(&dynamodb, &config).await.expect("migrate");
+    let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
+    TestEnv {
+        stack,
+        config,
+        dynamodb,
+        outbox,
+    }
+}
+
+impl TestEnv {
+    pub async fn rows(&self) -> Vec<OutboxRow> {
+        self.outbox.scan_all().await.expect("scan outbox")
+    }
+
+    /// Reads the test's topic with librdkafka until `expected` messages have
+    /// arrived, then a little longer so that extra (duplicate) messages show.
+    pub fn read_topic(&self, expected: usize) -> Vec<Record> {
+        read_topic(
+            &self.stack.kafka_bootstrap(),
+            &self.config.kafka_topic,
+            expected,
+        )
+    }
+}
+
+/// One message as an independent client sees it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub headers: HashMap<String, String>,
+    pub timestamp: Option<i64>,
+}
+
+pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("api.version.request", "true")
+        .create()
+        .expect("rdkafka consumer");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut settle: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if records.len() >= expected {
+            let since = *settle.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => records.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value: m.payload().map(|v| String::from_utf8_lossy(v).into_owned()),
+                headers: m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                let value =
+                                    h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                                (h.key.to_string(), value.unwrap_or_default())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timestamp: m.timestamp().to_millis(),
+            }),
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    records
+}

@@ -1,0 +1,167 @@
+//! The stream handler's contract with the event source mapping, on a real
+//! outbox table: Lambda-shaped batches are handed in directly, because the
+//! participants table (key `id`, a string) cannot itself produce a record
+//! without an id or with a numeric one.
+
+mod common;
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::Event;
+use raffle_outbox::kafka::Producer;
+use raffle_outbox::outbox::Status;
+use raffle_outbox::relay::Relay;
+use raffle_outbox::stream::StreamHandler;
+use serde_json::json;
+
+fn record(
+    event_id: &str,
+    seq: &str,
+    name: &str,
+    new_image: serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "eventID": event_id,
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:000000000000:table/participants/stream/2026-11-28T00:00:00.000",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1795867200.0,
+            "Keys": {"id": {"S": "k"}},
+            "NewImage": new_image,
+            "SequenceNumber": seq,
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_IMAGE"
+        }
+    })
+}
+
+fn batch(records: Vec<serde_json::Value>) -> Event {
+    serde_json::from_value(json!({ "Records": records })).expect("a valid DynamoDB stream event")
+}
+
+/// A malformed record becomes a REJECTED row with the raw image and the
+/// reason, while the rest of its batch is delivered; a retried batch makes
+/// no second row; MODIFY and REMOVE make none at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_records_are_rejected_and_the_rest_is_delivered_once() {
+    let env = common::env().await;
+    let good = json!({"id": {"S": "good-1"}, "name": {"S": "Ada"}, "tickets": {"N": "3"}});
+    let event = batch(vec![
+        record("ev-good", "100", "INSERT", good),
+        record(
+            "ev-no-id",
+            "101",
+            "INSERT",
+            json!({"name": {"S": "Nobody"}}),
+        ),
+        record(
+            "ev-num-id",
+            "102",
+            "INSERT",
+            json!({"id": {"N": "42"}, "name": {"S": "Num"}}),
+        ),
+        record("ev-empty", "103", "INSERT", json!({})),
+        record(
+            "ev-modify",
+            "104",
+            "MODIFY",
+            json!({"id": {"S": "good-1"}, "tickets": {"N": "4"}}),
+        ),
+        record("ev-remove", "105", "REMOVE", json!(null)),
+    ]);
+    let handler = StreamHandler::new(env.outbox.clone(), env.config.max_message_bytes);
+
+    let first = handler.handle(&event).await;
+    let retried = handler.handle(&event).await;
+    assert!(first.batch_item_failures.is_empty());
+    assert!(retried.batch_item_failures.is_empty());
+
+    let mut rows = env.rows().await;
+    rows.sort_by(|a, b| a.source_sequence_number.cmp(&b.source_sequence_number));
+    let summary: Vec<(Option<&str>, Status)> = rows
+        .iter()
+        .map(|r| (r.source_sequence_number.as_deref(), r.status))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Some("100"), Status::Pending),
+            (Some("101"), Status::Rejected),
+            (Some("102"), Status::Rejected),
+            (Some("103"), Status::Rejected),
+        ],
+        "one row per INSERT, none for MODIFY/REMOVE, none twice"
+    );
+    assert_eq!(
+        rows[1].reject_reason.as_deref(),
+        Some("the image has no `id` attribute")
+    );
+    assert_eq!(
+        rows[1].raw_image.as_deref(),
+        Some(r#"{"name":{"S":"Nobody"}}"#)
+    );
+    assert!(rows[2].reject_reason.as_deref().unwrap().contains("type N"));
+    assert!(rows[3]
+        .reject_reason
+        .as_deref()
+        .unwrap()
+        .contains("NewImage"));
+
+    let producer = Producer::connect(&env.config.kafka_bootstrap_servers, &env.config.kafka_topic)
+        .await
+        .unwrap();
+    let relay = Relay::new(env.outbox.clone(), Arc::new(producer), env.config.clone());
+    let report = relay.sweep().await.unwrap();
+    assert_eq!(report.delivered, 1);
+
+    let records = env.read_topic(1);
+    assert_eq!(records.len(), 1, "only the good participant is sent");
+    assert_eq!(records[0].key.as_deref(), Some("good-1"));
+    assert_eq!(
+        records[0].value.as_deref(),
+        Some(r#"{"id":"good-1","name":"Ada","tickets":3}"#)
+    );
+    let delivered = env.outbox.get(&rows[0].id).await.unwrap().unwrap();
+    assert_eq!(delivered.status, Status::Delivered);
+    assert_eq!(
+        (delivered.kafka_partition, delivered.kafka_offset),
+        (Some(records[0].partition), Some(records[0].offset))
+    );
+    for rejected in &rows[1..] {
+        let row = env.outbox.get(&rejected.id).await.unwrap().unwrap();
+        assert_eq!(row.status, Status::Rejected, "REJECTED is terminal");
+    }
+}
+
+/// When the outbox cannot be written (here its table is gone: a deployment
+/// problem, not a bad record, so nothing may be REJECTED for it), each record is reported in batchItemFailures by its
+/// sequence number, not as an error for the whole batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn unwritable_records_are_reported_per_record() {
+    let env = common::env().await;
+    env.dynamodb
+        .delete_table()
+        .table_name(&env.config.outbox_table)
+        .send()
+        .await
+        .unwrap();
+    let handler = StreamHandler::new(env.outbox.clone(), env.config.max_message_bytes);
+    let event = batch(vec![
+        record("ev-a", "200", "INSERT", json!({"id": {"S": "a"}})),
+        record("ev-b", "201", "INSERT", json!({"id": {"S": "b"}})),
+        record("ev-m", "202", "MODIFY", json!({"id": {"S": "a"}})),
+    ]);
+    let response = handler.handle(&event).await;
+    let failed: Vec<Option<String>> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    assert_eq!(
+        failed,
+        vec![Some("200".to_string()), Some("201".to_string())]
+    );
+}
