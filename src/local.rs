@@ -11,6 +11,7 @@
 //! <home>/tansu-0.6.0/bin/tansu         `cargo install --root` layout
 //! <home>/run/<service>.pid             pid of what *we* started, so `down` stops only that
 //! <home>/run/<service>.log             the service's stdout and stderr (appended)
+//! <home>/run/dynamodb-local/           DynamoDB Local's working directory
 //! <home>/run/tansu/                    tansu's working directory and its SQLite database
 //! ```
 //!
@@ -122,7 +123,7 @@ fn port_from(get: &impl Fn(&str) -> Option<OsString>, key: &str, default: u16) -
 }
 
 /// What runs where, as reported by [`up`] and [`status`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceStatus {
     /// `"dynamodb-local"` or `"tansu"`.
     pub name: &'static str,
@@ -162,8 +163,7 @@ pub async fn up(cfg: &StackConfig) -> anyhow::Result<Vec<ServiceStatus>> {
 /// one still holds the port, and tests call `down`/`up` back to back.
 pub async fn down(cfg: &StackConfig) -> anyhow::Result<()> {
     let _lock = StackLock::acquire(cfg).await?;
-    // Stop the broker first: nothing depends on it being up while DynamoDB stops, and its
-    // SQLite database is the only state that outlives `down`, so give it the cleanest stop.
+    // Order does not matter (neither depends on the other); the broker is the quick one.
     tansu::stop(cfg).await?;
     dynamodb_local::stop(cfg).await?;
     Ok(())
@@ -185,13 +185,22 @@ pub async fn ensure_topic(cfg: &StackConfig, topic: &str, partitions: u32) -> an
     tansu::ensure_topic(cfg, topic, partitions).await
 }
 
-/// Stops only the broker (if we started it), waiting until its port is free.
+/// Stops only the broker, waiting until its port is free.
 ///
 /// For fault tests: the relay must survive a broker outage. The SQLite storage keeps topics
-/// and records, so [`start_broker`] brings back the same log.
+/// and records, so [`start_broker`] brings back the same log. A broker that `up` did not
+/// start is an error rather than a silent no-op: a fault test would otherwise pass without
+/// any outage having happened.
 pub async fn stop_broker(cfg: &StackConfig) -> anyhow::Result<()> {
     let _lock = StackLock::acquire(cfg).await?;
-    tansu::stop(cfg).await
+    tansu::stop(cfg).await?;
+    if tansu::answers(cfg.kafka_port).await {
+        anyhow::bail!(
+            "the Kafka broker on {} was not started by `raffle-outbox up`; not stopping it",
+            cfg.kafka_bootstrap()
+        );
+    }
+    Ok(())
 }
 
 /// Starts only the broker (installing it if needed) and waits until it answers.

@@ -161,7 +161,7 @@ mod tests {
             ("int", AttributeValue::N("42".into())),
             ("negative", AttributeValue::N("-7".into())),
             ("big", AttributeValue::N("18446744073709551615".into())),
-            ("decimal", AttributeValue::N("3.14".into())),
+            ("decimal", AttributeValue::N("2.5".into())),
             (
                 "precise",
                 AttributeValue::N("12345678901234567890123456789.5".into()),
@@ -192,7 +192,7 @@ mod tests {
                 "int": 42,
                 "negative": -7,
                 "big": 18446744073709551615u64,
-                "decimal": 3.14,
+                "decimal": 2.5,
                 "precise": "12345678901234567890123456789.5",
                 "yes": true,
                 "nothing": null,

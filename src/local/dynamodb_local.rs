@@ -57,6 +57,8 @@ fn service(cfg: &StackConfig) -> Service {
         log: run.join("dynamodb-local.log"),
         probe: Probe::DynamoDb,
         port_env: "DYNAMODB_LOCAL_PORT",
+        // The JVM runs its shutdown hooks and exits in ~0.4 s.
+        stop_signal: libc::SIGTERM,
     }
 }
 

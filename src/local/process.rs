@@ -180,16 +180,22 @@ fn reap(pid: i32) {
     }
 }
 
-/// Sends SIGTERM, waits up to `grace` for the process to exit, then SIGKILL and waits again.
-pub(crate) async fn terminate(pid: u32, marker: &str, grace: Duration) -> anyhow::Result<()> {
+/// Sends `signal` (SIGTERM or SIGINT), waits up to `grace` for the process to exit, then
+/// SIGKILL and waits again.
+pub(crate) async fn terminate(
+    pid: u32,
+    marker: &str,
+    signal: libc::c_int,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let raw = i32::try_from(pid).context("pid out of range")?;
-    tracing::debug!(pid, "sending SIGTERM");
-    // SAFETY: signalling a pid we verified to be our server.
-    unsafe { libc::kill(raw, libc::SIGTERM) };
+    tracing::debug!(pid, signal, "asking the process to stop");
+    // SAFETY: signalling a pid whose command line we just checked to be our server.
+    unsafe { libc::kill(raw, signal) };
     if wait_gone(pid, marker, grace).await {
         return Ok(());
     }
-    tracing::warn!(pid, ?grace, "did not exit after SIGTERM, sending SIGKILL");
+    tracing::warn!(pid, ?grace, "did not exit in time, sending SIGKILL");
     // SAFETY: as above.
     unsafe { libc::kill(raw, libc::SIGKILL) };
     if wait_gone(pid, marker, Duration::from_secs(5)).await {

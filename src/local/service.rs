@@ -10,10 +10,10 @@ use anyhow::bail;
 use super::process::{self, PidFile};
 use super::ServiceStatus;
 
-/// How long a freshly started server gets to answer. DynamoDB Local needs ~2.5 s and tansu
-/// well under a second on this project's 2-core machines; 60 s leaves room for a loaded CI box.
+/// How long a freshly started server gets to answer. DynamoDB Local needs 1–3 s and tansu
+/// ~0.1 s on this project's 2-core machines; 60 s leaves room for a loaded CI box.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a server gets to exit after SIGTERM before SIGKILL.
+/// How long a server gets to exit after its stop signal before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How to tell that the right kind of server answers on a port (not merely *something*).
@@ -41,6 +41,8 @@ pub(crate) struct Service {
     pub probe: Probe,
     /// The environment variable that moves the port, named in "port taken" errors.
     pub port_env: &'static str,
+    /// The signal that asks it to stop (SIGKILL follows if it has not within 10 s).
+    pub stop_signal: libc::c_int,
 }
 
 impl Service {
@@ -72,7 +74,7 @@ impl Service {
                 pid,
                 "running but not answering, restarting it"
             );
-            process::terminate(pid, self.pid_file.marker, STOP_GRACE).await?;
+            process::terminate(pid, self.pid_file.marker, self.stop_signal, STOP_GRACE).await?;
             process::wait_port_closed(self.port, STOP_GRACE).await;
         }
         self.pid_file.remove()?;
@@ -117,7 +119,8 @@ impl Service {
                 );
             }
             if started.elapsed() > START_TIMEOUT {
-                let _ = process::terminate(pid, self.pid_file.marker, STOP_GRACE).await;
+                let _ = process::terminate(pid, self.pid_file.marker, self.stop_signal, STOP_GRACE)
+                    .await;
                 self.pid_file.remove()?;
                 bail!(
                     "{} did not answer on {} within {:?}; read {} — last lines:\n{}",
@@ -142,7 +145,7 @@ impl Service {
             return Ok(());
         };
         let started = Instant::now();
-        process::terminate(pid, self.pid_file.marker, STOP_GRACE).await?;
+        process::terminate(pid, self.pid_file.marker, self.stop_signal, STOP_GRACE).await?;
         self.pid_file.remove()?;
         // The process is gone, so the kernel has closed its listening socket; this only
         // guards against a second listener we do not know about.

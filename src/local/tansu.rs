@@ -11,7 +11,11 @@
 //! - `sqlite://` paths are always taken relative to the working directory (an absolute path
 //!   loses its leading `/`), so the database is `sqlite://tansu.db` in that directory;
 //! - `topic create` on an existing topic exits 1 and logs "Topic with this name already
-//!   exists." (Kafka error 36, TOPIC_ALREADY_EXISTS).
+//!   exists." (Kafka error 36, TOPIC_ALREADY_EXISTS) to stdout, and the broker logs an ERROR;
+//! - `topic create --partitions 0` succeeds and makes a topic with no partitions;
+//! - its logs carry ANSI colour codes unless `NO_COLOR` is set;
+//! - after SIGTERM it waits up to 5 s for open client connections before it exits, after
+//!   SIGINT it stops at once, so SIGINT is how we stop it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,6 +79,12 @@ fn service(cfg: &StackConfig) -> Service {
         log: run.join("tansu.log"),
         probe: Probe::Kafka,
         port_env: "KAFKA_PORT",
+        // On SIGTERM tansu 0.6.0 waits up to 5 s for connected clients to leave, so every
+        // stop with a client attached (the relay, a test consumer) took 5 s. SIGINT (its
+        // Ctrl-C path) drops the connections at once. For the data this is a broker crash,
+        // which SQLite survives; a produce cut off before its answer is resent by the client,
+        // which is the at-least-once path the fault tests exercise anyway.
+        stop_signal: libc::SIGINT,
     }
 }
 
@@ -144,7 +154,9 @@ pub(crate) async fn ensure_running(cfg: &StackConfig, bin: &Path) -> anyhow::Res
                 .current_dir(&dir)
                 // Its log level comes from RUST_LOG; the caller's (meant for raffle-outbox)
                 // would make tansu log every request at debug level with span events.
-                .env("RUST_LOG", "warn");
+                .env("RUST_LOG", "warn")
+                // Its log goes to a file: no ANSI colour codes in it.
+                .env("NO_COLOR", "1");
             for key in TANSU_ENV {
                 cmd.env_remove(key);
             }
@@ -184,6 +196,12 @@ pub(crate) async fn ensure_topic(
             cfg.kafka_bootstrap()
         );
     }
+    // Look first, create only if missing: creating an existing topic works too (tansu
+    // answers TOPIC_ALREADY_EXISTS) but writes an ERROR line into the broker's log each time.
+    if let Some(existing) = existing_partitions(cfg, &bin, topic).await? {
+        check_partitions(topic, partitions, existing);
+        return Ok(());
+    }
     let url = broker_url(cfg);
     let output = run_cli(
         cfg,
@@ -203,24 +221,31 @@ pub(crate) async fn ensure_topic(
         tracing::info!(topic, partitions, "topic created");
         return Ok(());
     }
-    if !output.text.contains("already exists") {
-        bail!(
-            "`tansu topic create {topic}` failed: {}",
-            output.text.trim()
+    // Someone created it between our look and our create: exit status 1 and, on stdout,
+    // "ERROR tansu: Topic with this name already exists." (Kafka error 36).
+    if output.text.contains("already exists") {
+        if let Some(existing) = existing_partitions(cfg, &bin, topic).await? {
+            check_partitions(topic, partitions, existing);
+        }
+        return Ok(());
+    }
+    bail!(
+        "`tansu topic create {topic}` failed: {}",
+        output.text.trim()
+    )
+}
+
+fn check_partitions(topic: &str, wanted: u32, existing: usize) {
+    if existing == wanted as usize {
+        tracing::debug!(topic, partitions = existing, "topic exists already");
+    } else {
+        tracing::warn!(
+            topic,
+            wanted,
+            existing,
+            "topic exists already with a different partition count; keeping it"
         );
     }
-    match existing_partitions(cfg, &bin, topic).await {
-        Ok(Some(existing)) if existing == partitions as usize => {
-            tracing::debug!(topic, partitions, "topic exists already");
-        }
-        Ok(found) => {
-            tracing::warn!(topic, wanted = partitions, existing = ?found, "topic exists already with a different partition count; keeping it");
-        }
-        Err(e) => {
-            tracing::debug!(topic, error = %e, "could not read the existing topic's partitions")
-        }
-    }
-    Ok(())
 }
 
 /// The partition count of `topic` as `tansu topic list` reports it (JSON metadata).
@@ -234,19 +259,27 @@ async fn existing_partitions(
     if !output.success {
         bail!("`tansu topic list` failed: {}", output.text.trim());
     }
-    // stdout has the JSON on one line; any log lines are around it.
-    let json = output
-        .text
+    partitions_in_listing(&output.text, topic)
+}
+
+/// Finds `topic` in the output of `tansu topic list` (a JSON array of Metadata topics on one
+/// line of stdout) and returns its partition count, or `None` if it is not there.
+fn partitions_in_listing(text: &str, topic: &str) -> anyhow::Result<Option<usize>> {
+    // Log lines, if any, start with a timestamp; the JSON line starts with '['.
+    let json = text
         .lines()
         .find(|l| l.trim_start().starts_with('['))
         .context("no JSON in `tansu topic list` output")?;
-    let topics: Vec<serde_json::Value> = serde_json::from_str(json)?;
+    let topics: Vec<serde_json::Value> =
+        serde_json::from_str(json).context("parsing `tansu topic list` output")?;
     Ok(topics
         .iter()
         .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(topic))
-        .and_then(|t| t.get("partitions"))
-        .and_then(|p| p.as_array())
-        .map(Vec::len))
+        .map(|t| {
+            t.get("partitions")
+                .and_then(|p| p.as_array())
+                .map_or(0, Vec::len)
+        }))
 }
 
 struct CliOutput {
@@ -264,6 +297,7 @@ async fn run_cli(cfg: &StackConfig, bin: &Path, args: &[&str]) -> anyhow::Result
         // `error` makes it log the Kafka error (e.g. "already exists") we look for, and
         // nothing more.
         .env("RUST_LOG", "error")
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(60), cmd.output())
@@ -317,6 +351,21 @@ pub(crate) async fn answers(port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_partition_count_in_topic_listing() {
+        // Captured from `tansu topic list` 0.6.0 (one partition entry trimmed).
+        let text = r#"[{"error_code":0,"name":"other","topic_id":[1],"is_internal":false,"partitions":[],"topic_authorized_operations":-2147483648},{"error_code":0,"name":"local-proof-topic","topic_id":[206,95],"is_internal":false,"partitions":[{"error_code":0,"partition_index":0,"leader_id":111,"leader_epoch":0,"replica_nodes":[111],"isr_nodes":[111],"offline_replicas":[]},{"error_code":0,"partition_index":1,"leader_id":111,"leader_epoch":0,"replica_nodes":[111],"isr_nodes":[111],"offline_replicas":[]}],"topic_authorized_operations":-2147483648}]
+"#;
+        assert_eq!(
+            partitions_in_listing(text, "local-proof-topic").unwrap(),
+            Some(2)
+        );
+        assert_eq!(partitions_in_listing(text, "other").unwrap(), Some(0));
+        assert_eq!(partitions_in_listing(text, "missing").unwrap(), None);
+        assert_eq!(partitions_in_listing("[]\n", "missing").unwrap(), None);
+        assert!(partitions_in_listing("ERROR tansu: boom", "x").is_err());
+    }
 
     #[test]
     fn paths_follow_cargo_install_layout() {
