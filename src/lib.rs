@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod failpoint;
 pub mod kafka;
 pub mod local;
 pub mod migrate;

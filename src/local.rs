@@ -30,9 +30,11 @@ mod process;
 mod service;
 mod tansu;
 
+pub use dynamodb_local::DynamoDbInstance;
+
 use std::ffi::OsString;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -166,6 +168,8 @@ pub async fn down(cfg: &StackConfig) -> anyhow::Result<()> {
     // Order does not matter (neither depends on the other); the broker is the quick one.
     tansu::stop(cfg).await?;
     dynamodb_local::stop(cfg).await?;
+    // And any file-backed DynamoDB Local a killed test process left running.
+    dynamodb_local::stop_file_backed_leftovers(cfg).await?;
     Ok(())
 }
 
@@ -208,6 +212,35 @@ pub async fn start_broker(cfg: &StackConfig) -> anyhow::Result<()> {
     let _lock = StackLock::acquire(cfg).await?;
     let tansu_bin = tansu::install(&cfg.home).await?;
     tansu::ensure_running(cfg, &tansu_bin).await.map(drop)
+}
+
+/// Starts a DynamoDB Local of its own on 127.0.0.1:`port` that stores its tables in `db_dir`
+/// (`-dbPath`, `-sharedDb`), for tests that restart DynamoDB and need the data to survive it.
+///
+/// It is separate from the stack's DynamoDB Local (which runs `-inMemory` and is shared by
+/// every test): same install (installed first if missing), same 127.0.0.1 launcher, same
+/// readiness check; its pid and log files are `<home>/run/dynamodb-local-file-<port>.*`.
+/// Fails if something else already answers on `port` (see [`free_port`]). Waits until it
+/// answers. Dropping the returned instance stops it.
+pub async fn start_dynamodb_file_backed(
+    cfg: &StackConfig,
+    port: u16,
+    db_dir: &Path,
+) -> anyhow::Result<DynamoDbInstance> {
+    let install = {
+        let _lock = StackLock::acquire(cfg).await?;
+        dynamodb_local::install(&cfg.home).await?
+    };
+    DynamoDbInstance::start(cfg, install, port, db_dir).await
+}
+
+/// A TCP port on 127.0.0.1 that is free now (the kernel's pick for port 0). Free is not
+/// reserved: another process may take it before it is used, which a server's start then
+/// reports.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
 }
 
 /// An exclusive `flock` on `<home>/up.lock`, released when dropped (the file is closed).

@@ -12,8 +12,8 @@
 //! | `N` | number when JSON can hold it exactly (any 64-bit integer, or a decimal whose shortest `f64` form is the same text); otherwise the decimal text as a string, so no digit is lost |
 //! | `BOOL`, `NULL` | `true`/`false`, `null` |
 //! | `L`, `M` | array, object (keys sorted) |
-//! | `SS`, `NS` | array of strings, array of numbers (same rule as `N`) |
-//! | `B`, `BS` | base64 string, array of base64 strings |
+//! | `SS`, `NS` | sorted array of strings, of numbers (same rule as `N`; sorted by value) |
+//! | `B`, `BS` | base64 string, array of base64 strings (sorted by bytes) |
 
 use base64::Engine as _;
 use serde_dynamo::{AttributeValue, Item};
@@ -97,10 +97,31 @@ fn attribute_to_json(value: &AttributeValue) -> Value {
         AttributeValue::B(bytes) => base64(bytes),
         AttributeValue::L(list) => Value::Array(list.iter().map(attribute_to_json).collect()),
         AttributeValue::M(map) => Value::Object(map_to_json(map.iter())),
-        AttributeValue::Ss(set) => Value::Array(set.iter().cloned().map(Value::String).collect()),
-        AttributeValue::Ns(set) => Value::Array(set.iter().map(|n| number_to_json(n)).collect()),
-        AttributeValue::Bs(set) => Value::Array(set.iter().map(base64).collect()),
+        AttributeValue::Ss(set) => {
+            Value::Array(sorted(set.clone()).into_iter().map(Value::String).collect())
+        }
+        AttributeValue::Ns(set) => {
+            let mut numbers = set.clone();
+            numbers.sort_by(|a, b| {
+                let (x, y) = (
+                    a.parse::<f64>().unwrap_or(f64::NAN),
+                    b.parse::<f64>().unwrap_or(f64::NAN),
+                );
+                x.partial_cmp(&y)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then_with(|| a.cmp(b))
+            });
+            Value::Array(numbers.iter().map(|n| number_to_json(n)).collect())
+        }
+        AttributeValue::Bs(set) => Value::Array(sorted(set.clone()).iter().map(base64).collect()),
     }
+}
+
+/// Sets have no order in DynamoDB (and come back in any order); sorting
+/// them makes the JSON of a participant one fixed text.
+fn sorted<T: Ord>(mut set: Vec<T>) -> Vec<T> {
+    set.sort();
+    set
 }
 
 /// A DynamoDB number as JSON without losing a digit: DynamoDB keeps 38
@@ -180,9 +201,12 @@ mod tests {
                     AttributeValue::Bool(false),
                 )])),
             ),
-            ("tags", AttributeValue::Ss(vec!["x".into(), "y".into()])),
-            ("lucky", AttributeValue::Ns(vec!["7".into(), "0.5".into()])),
-            ("blobs", AttributeValue::Bs(vec![vec![1, 2], vec![255]])),
+            ("tags", AttributeValue::Ss(vec!["y".into(), "x".into()])),
+            (
+                "lucky",
+                AttributeValue::Ns(vec!["10".into(), "7".into(), "0.5".into()]),
+            ),
+            ("blobs", AttributeValue::Bs(vec![vec![255], vec![1, 2]])),
         ]);
         assert_eq!(
             to_json(&image),
@@ -200,7 +224,7 @@ mod tests {
                 "list": ["a", 1],
                 "map": {"nested": false},
                 "tags": ["x", "y"],
-                "lucky": [7, 0.5],
+                "lucky": [0.5, 7, 10],
                 "blobs": ["AQI=", "/w=="],
             })
         );

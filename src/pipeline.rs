@@ -32,8 +32,17 @@ pub struct PipelineReport {
 }
 
 impl Pipeline {
+    /// The pipeline on the AWS SDK's configuration from the environment.
     pub async fn connect(config: &Config) -> anyhow::Result<Pipeline> {
         let (dynamodb, streams) = aws_clients().await;
+        Pipeline::with_clients(config, dynamodb, streams).await
+    }
+
+    pub async fn with_clients(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        streams: aws_sdk_dynamodbstreams::Client,
+    ) -> anyhow::Result<Pipeline> {
         let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
         let producer = Producer::connect(&config.kafka_bootstrap_servers, &config.kafka_topic)
             .await

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::config::Config;
+use crate::failpoint::failpoint;
 use crate::kafka::{Delivery, KafkaError, Message, Producer};
 use crate::outbox::row::{after_failure, epoch_ms, AfterFailure};
 use crate::outbox::{OutboxRow, OutboxStore, StoreError, Written};
@@ -100,9 +101,18 @@ impl Relay {
         if rows.is_empty() {
             return Ok(report);
         }
-        let messages: Vec<Message> = rows.iter().map(|row| self.message(row)).collect();
+        failpoint("after_claim").await;
+        let messages: Vec<Message> = rows
+            .iter()
+            .map(|row| self.message(row))
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
         let results = self.producer.send(&messages).await;
-        for (row, result) in rows.iter().zip(results) {
+        failpoint("after_ack").await;
+        for (n, (row, result)) in rows.iter().zip(results).enumerate() {
+            if n == 1 {
+                failpoint("during_mark").await;
+            }
             let written = match result {
                 Ok(delivery) => {
                     self.log_send_response(row, &delivery);
@@ -121,11 +131,11 @@ impl Relay {
         Ok(report)
     }
 
-    fn message(&self, row: &OutboxRow) -> Message {
+    fn message(&self, row: &OutboxRow) -> std::io::Result<Message> {
         let header = |name: &str, value: &str| (name.to_string(), Bytes::from(value.to_string()));
-        Message {
+        Ok(Message {
             key: row.participant_id.clone().unwrap_or_default(),
-            value: Bytes::from(row.payload.clone().unwrap_or_default()),
+            value: Bytes::from(row.payload_bytes()?),
             headers: vec![
                 header(OUTBOX_ID_HEADER, &row.id),
                 header("ce_specversion", "1.0"),
@@ -135,7 +145,7 @@ impl Relay {
                 header("ce_time", &row.created_at),
                 header("content-type", "application/json"),
             ],
-        }
+        })
     }
 
     /// The send response, one structured line per message: ids and

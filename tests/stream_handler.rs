@@ -42,14 +42,23 @@ fn batch(records: Vec<serde_json::Value>) -> Event {
     serde_json::from_value(json!({ "Records": records })).expect("a valid DynamoDB stream event")
 }
 
-/// A malformed record becomes a REJECTED row with the raw image and the
-/// reason, while the rest of its batch is delivered; a retried batch makes
-/// no second row; MODIFY and REMOVE make none at all.
+/// A malformed record (no `id`, `id` not a string, an empty image, no image
+/// at all as from a KEYS_ONLY stream) becomes a REJECTED row with the raw
+/// image and the reason, while the rest of its batch is delivered; the same
+/// record twice in a batch, or a retried batch, makes no second row; MODIFY
+/// and REMOVE make none at all.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_records_are_rejected_and_the_rest_is_delivered_once() {
     let env = common::env().await;
     let good = json!({"id": {"S": "good-1"}, "name": {"S": "Ada"}, "tickets": {"N": "3"}});
+    let mut keys_only = record("ev-keys-only", "106", "INSERT", json!(null));
+    keys_only["dynamodb"]
+        .as_object_mut()
+        .unwrap()
+        .remove("NewImage");
+    keys_only["dynamodb"]["StreamViewType"] = json!("KEYS_ONLY");
     let event = batch(vec![
+        record("ev-good", "100", "INSERT", good.clone()),
         record("ev-good", "100", "INSERT", good),
         record(
             "ev-no-id",
@@ -71,6 +80,7 @@ async fn bad_records_are_rejected_and_the_rest_is_delivered_once() {
             json!({"id": {"S": "good-1"}, "tickets": {"N": "4"}}),
         ),
         record("ev-remove", "105", "REMOVE", json!(null)),
+        keys_only,
     ]);
     let handler = StreamHandler::new(env.outbox.clone(), env.config.max_message_bytes);
 
@@ -92,8 +102,9 @@ async fn bad_records_are_rejected_and_the_rest_is_delivered_once() {
             (Some("101"), Status::Rejected),
             (Some("102"), Status::Rejected),
             (Some("103"), Status::Rejected),
+            (Some("106"), Status::Rejected),
         ],
-        "one row per INSERT, none for MODIFY/REMOVE, none twice"
+        "one row per INSERT, none for MODIFY/REMOVE, none twice (in a batch or across)"
     );
     assert_eq!(
         rows[1].reject_reason.as_deref(),

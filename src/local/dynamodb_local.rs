@@ -199,36 +199,41 @@ pub(crate) async fn ensure_running(
     let work_dir = cfg.run_dir().join("dynamodb-local");
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
+    // In memory: every `up` starts from empty tables, which is what tests want; `migrate`
+    // recreates them.
     service(cfg)
-        .ensure_running(|| {
-            let java = process::require("java", "DynamoDB Local runs on it", JAVA_HINT)?;
-            let mut class_path = install.dir.join("DynamoDBLocal.jar").into_os_string();
-            class_path.push(":");
-            class_path.push(&install.launcher_dir);
-            let mut library_path = std::ffi::OsString::from("-Djava.library.path=");
-            library_path.push(install.dir.join("DynamoDBLocal_lib"));
-            let mut cmd = Command::new(java);
-            cmd.arg(library_path)
-                .arg("-cp")
-                .arg(class_path)
-                .arg(LAUNCHER_CLASS)
-                // In memory: every `up` starts from empty tables, which is what tests want;
-                // `migrate` recreates them.
-                .args([
-                    "-inMemory",
-                    "-port",
-                    &cfg.dynamodb_port.to_string(),
-                    "-disableTelemetry",
-                ])
-                // In 1.25.1 `-disableTelemetry` only sets a field nothing reads; what stops the
-                // start-up event to Amazon is this variable (checked with javap:
-                // TelemetryUtil.checkForTelemetryFlag is true unless it is "0").
-                .env("DDB_LOCAL_TELEMETRY", "0")
-                // It writes dynamodb-local-metadata.json into its working directory.
-                .current_dir(&work_dir);
-            Ok(cmd)
-        })
+        .ensure_running(|| command(install, cfg.dynamodb_port, &["-inMemory"], &work_dir))
         .await
+}
+
+/// The command that starts DynamoDB Local through the 127.0.0.1 launcher on `port`, with
+/// `storage` (`-inMemory`, or `-dbPath <dir> -sharedDb`) and `work_dir` as its working
+/// directory (it writes `dynamodb-local-metadata.json` there).
+fn command(
+    install: &Install,
+    port: u16,
+    storage: &[&str],
+    work_dir: &Path,
+) -> anyhow::Result<Command> {
+    let java = process::require("java", "DynamoDB Local runs on it", JAVA_HINT)?;
+    let mut class_path = install.dir.join("DynamoDBLocal.jar").into_os_string();
+    class_path.push(":");
+    class_path.push(&install.launcher_dir);
+    let mut library_path = std::ffi::OsString::from("-Djava.library.path=");
+    library_path.push(install.dir.join("DynamoDBLocal_lib"));
+    let mut cmd = Command::new(java);
+    cmd.arg(library_path)
+        .arg("-cp")
+        .arg(class_path)
+        .arg(LAUNCHER_CLASS)
+        .args(storage)
+        .args(["-port", &port.to_string(), "-disableTelemetry"])
+        // In 1.25.1 `-disableTelemetry` only sets a field nothing reads; what stops the
+        // start-up event to Amazon is this variable (checked with javap:
+        // TelemetryUtil.checkForTelemetryFlag is true unless it is "0").
+        .env("DDB_LOCAL_TELEMETRY", "0")
+        .current_dir(work_dir);
+    Ok(cmd)
 }
 
 pub(crate) async fn stop(cfg: &StackConfig) -> anyhow::Result<()> {
@@ -237,6 +242,202 @@ pub(crate) async fn stop(cfg: &StackConfig) -> anyhow::Result<()> {
 
 pub(crate) async fn status(cfg: &StackConfig) -> ServiceStatus {
     service(cfg).status().await
+}
+
+/// Pid and log files of file-backed instances: `<run>/dynamodb-local-file-<port>.{pid,log}`.
+const FILE_BACKED_PREFIX: &str = "dynamodb-local-file-";
+
+fn file_backed_service(cfg: &StackConfig, port: u16) -> Service {
+    let run = cfg.run_dir();
+    Service {
+        name: "dynamodb-local (file-backed)",
+        port,
+        address: format!("http://127.0.0.1:{port}"),
+        pid_file: PidFile {
+            path: run.join(format!("{FILE_BACKED_PREFIX}{port}.pid")),
+            marker: LAUNCHER_CLASS,
+        },
+        log: run.join(format!("{FILE_BACKED_PREFIX}{port}.log")),
+        probe: Probe::DynamoDb,
+        port_env: "the port given to start_dynamodb_file_backed",
+        stop_signal: libc::SIGTERM,
+    }
+}
+
+/// A DynamoDB Local of its own, separate from the stack's, that keeps its tables (and their
+/// streams) in a directory, so they survive [`DynamoDbInstance::restart`]. See
+/// [`super::start_dynamodb_file_backed`].
+///
+/// Started with `-dbPath <dir> -sharedDb`: one database file (`shared-local-instance.db`)
+/// whatever region and access key a client signs with. What survives a restart (seen with
+/// 1.25.1, by SIGTERM and by SIGKILL alike): items, tables, each table's stream with the same
+/// ARN, shard ids, sequence numbers and event ids; a shard iterator handed out before the
+/// restart still works after it (it is self-describing: shard, sequence number and the time
+/// it was issued, base64-encoded), until it expires 15 minutes after it was issued
+/// (`ExpiredIteratorException`, as in AWS).
+///
+/// Dropping the instance stops the server (SIGTERM, without waiting), so a failing test does
+/// not leave a JVM behind; `raffle-outbox local down` also stops instances left by a test
+/// process that was killed.
+pub struct DynamoDbInstance {
+    service: Service,
+    install: Install,
+    db_dir: PathBuf,
+}
+
+impl DynamoDbInstance {
+    pub(crate) async fn start(
+        cfg: &StackConfig,
+        install: Install,
+        port: u16,
+        db_dir: &Path,
+    ) -> anyhow::Result<DynamoDbInstance> {
+        if port == 0 {
+            bail!("a file-backed DynamoDB Local needs a port number, not 0");
+        }
+        std::fs::create_dir_all(db_dir)
+            .with_context(|| format!("creating {}", db_dir.display()))?;
+        // Absolute: the server gets the directory as `-dbPath` and as its working directory.
+        let db_dir = db_dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", db_dir.display()))?;
+        std::fs::create_dir_all(cfg.run_dir())?;
+        let instance = DynamoDbInstance {
+            service: file_backed_service(cfg, port),
+            install,
+            db_dir,
+        };
+        // A live pid file for this port is a leftover of a test process that was killed before
+        // it could stop its instance; it may serve another directory, so it goes.
+        if let Some(pid) = instance.service.pid_file.live_pid() {
+            tracing::warn!(pid, port, "stopping a leftover file-backed DynamoDB Local");
+            instance.service.stop().await?;
+        }
+        instance.start_again().await?;
+        Ok(instance)
+    }
+
+    /// The endpoint to give the AWS SDK, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoint(&self) -> String {
+        self.service.address.clone()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.service.port
+    }
+
+    /// Where the tables are stored.
+    pub fn db_dir(&self) -> &Path {
+        &self.db_dir
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.service.pid_file.live_pid()
+    }
+
+    /// Whether it answers DynamoDB requests now.
+    pub async fn answers(&self) -> bool {
+        answers(self.service.port).await
+    }
+
+    /// DynamoDB and DynamoDB Streams clients for this instance, with a fixed region and dummy
+    /// credentials. The endpoint is set on each service's own configuration: set only on the
+    /// shared `SdkConfig`, it would lose to `AWS_ENDPOINT_URL_DYNAMODB(_STREAMS)` in the
+    /// environment (the SDK prefers the service-specific variable), which the stack's
+    /// tests and the CLI set for the shared DynamoDB Local.
+    pub async fn clients(&self) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
+        let endpoint = self.endpoint();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "raffle-outbox-local",
+            ))
+            .load()
+            .await;
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&shared)
+            .endpoint_url(&endpoint)
+            .build();
+        let streams = aws_sdk_dynamodbstreams::config::Builder::from(&shared)
+            .endpoint_url(&endpoint)
+            .build();
+        (
+            aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            aws_sdk_dynamodbstreams::Client::from_conf(streams),
+        )
+    }
+
+    /// Stops the server (SIGTERM) and returns once it has exited and its port is free.
+    /// The data stays in [`DynamoDbInstance::db_dir`]. Stopping a stopped instance is a no-op.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        self.service.stop().await
+    }
+
+    /// Starts the server again on the same port and directory, and waits until it answers
+    /// (~2.5 s). A no-op when it runs already.
+    pub async fn start_again(&self) -> anyhow::Result<()> {
+        if self.service.pid_file.live_pid().is_none() && answers(self.service.port).await {
+            // `Service::ensure_running` would reuse it; for an instance with data of its own
+            // that would be the wrong database.
+            bail!(
+                "something else already serves DynamoDB on 127.0.0.1:{}; a file-backed instance needs a port of its own",
+                self.service.port
+            );
+        }
+        let storage = [
+            "-dbPath",
+            self.db_dir
+                .to_str()
+                .context("the database directory is not valid UTF-8")?,
+            "-sharedDb",
+        ];
+        self.service
+            .ensure_running(|| command(&self.install, self.service.port, &storage, &self.db_dir))
+            .await
+            .map(drop)
+    }
+
+    /// [`DynamoDbInstance::stop`], then [`DynamoDbInstance::start_again`].
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.stop().await?;
+        self.start_again().await
+    }
+}
+
+impl Drop for DynamoDbInstance {
+    fn drop(&mut self) {
+        if let Some(pid) = self.service.pid_file.live_pid() {
+            if let Ok(raw) = i32::try_from(pid) {
+                // SAFETY: signalling a pid whose command line was just checked to be ours.
+                unsafe { libc::kill(raw, libc::SIGTERM) };
+            }
+        }
+        let _ = self.service.pid_file.remove();
+    }
+}
+
+/// Stops file-backed instances whose test process died before it could stop them (their pid
+/// files are still in the run directory). For `down`.
+pub(crate) async fn stop_file_backed_leftovers(cfg: &StackConfig) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(cfg.run_dir()) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let port = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(FILE_BACKED_PREFIX))
+            .and_then(|n| n.strip_suffix(".pid"))
+            .and_then(|p| p.parse::<u16>().ok());
+        if let Some(port) = port {
+            file_backed_service(cfg, port).stop().await?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether DynamoDB (Local) answers HTTP on 127.0.0.1:`port`.

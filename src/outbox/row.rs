@@ -14,6 +14,11 @@ use uuid::Uuid;
 /// redelivered stream record a new id, and so a second row.
 const ROW_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a57_9d3e_4b8a_a0f4_52c1_e7d9_3b06);
 
+/// Payloads larger than this are stored gzip-compressed (`payload_gzip`):
+/// an item near DynamoDB's 400 KB limit becomes JSON of about the same size,
+/// which would not fit in an outbox row beside the audit fields.
+pub const INLINE_PAYLOAD_LIMIT: usize = 256 * 1024;
+
 /// The due index is sharded so that pending rows do not all sit under one
 /// partition key (a hot key under load). Fixed: the sweep queries each shard.
 pub const DUE_SHARDS: u32 = 16;
@@ -77,6 +82,10 @@ pub struct OutboxRow {
     /// The participant as JSON: the Kafka value, fixed when the row is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
+    /// The same, gzip-compressed, instead of `payload` when the JSON is too
+    /// large to sit in a 400 KB DynamoDB item beside the row's other fields.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub payload_gzip: Option<Vec<u8>>,
     /// REJECTED rows: the stream image as DynamoDB JSON, kept for audit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_image: Option<String>,
@@ -125,12 +134,37 @@ impl OutboxRow {
         now: OffsetDateTime,
     ) -> OutboxRow {
         let id = row_id(&source.event_id);
+        let (payload, payload_gzip) = if payload.len() > INLINE_PAYLOAD_LIMIT {
+            (None, Some(gzip(payload.as_bytes())))
+        } else {
+            (Some(payload), None)
+        };
         OutboxRow {
             due_shard: Some(due_shard(&id)),
             due_at: Some(epoch_ms(now)),
             participant_id: Some(participant_id),
-            payload: Some(payload),
+            payload,
+            payload_gzip,
             ..OutboxRow::blank(id, Status::Pending, source, now)
+        }
+    }
+
+    /// The Kafka value: the participant JSON, decompressed if need be.
+    pub fn payload_bytes(&self) -> std::io::Result<Vec<u8>> {
+        match (&self.payload, &self.payload_gzip) {
+            (Some(json), _) => Ok(json.as_bytes().to_vec()),
+            (None, Some(compressed)) => {
+                let mut json = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&compressed[..]),
+                    &mut json,
+                )?;
+                Ok(json)
+            }
+            (None, None) => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the row has no payload",
+            )),
         }
     }
 
@@ -159,6 +193,7 @@ impl OutboxRow {
             attempts: 0,
             last_error: None,
             payload: None,
+            payload_gzip: None,
             raw_image: None,
             reject_reason: None,
             kafka_topic: None,
@@ -174,6 +209,12 @@ impl OutboxRow {
             lease_until: None,
         }
     }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, bytes).expect("writing to memory");
+    encoder.finish().expect("writing to memory")
 }
 
 /// The row id of a stream record: UUID v5 of its event id, so a redelivered
@@ -199,9 +240,12 @@ pub enum AfterFailure {
     GiveUp,
 }
 
-/// Exponential backoff with full jitter: 1 s, 2 s, 4 s … capped at 5 min,
-/// each scaled by `jitter` in [0, 1) so relays that failed together do not
-/// retry together. `attempts` counts the send that just failed.
+/// Exponential backoff with "equal jitter": the ceiling doubles from 1 s
+/// (1 s, 2 s, 4 s … capped at 5 min) and the delay is half the ceiling plus
+/// `jitter` ∈ [0, 1) of the other half, so relays that failed together do
+/// not retry together, yet the attempts of a row cannot be spent in a burst
+/// (ten attempts span at least ~4 minutes of outage). `attempts` counts the
+/// send that just failed.
 pub fn after_failure(
     attempts: u32,
     max_attempts: u32,
@@ -212,7 +256,8 @@ pub fn after_failure(
         return AfterFailure::GiveUp;
     }
     let ceiling = (1_000i64 << attempts.saturating_sub(1).min(20)).min(300_000);
-    AfterFailure::RetryIn(((ceiling as f64) * jitter.clamp(0.0, 1.0)) as i64 + 100)
+    let half = ceiling / 2;
+    AfterFailure::RetryIn(half + ((half as f64) * jitter.clamp(0.0, 1.0)) as i64)
 }
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
@@ -286,26 +331,33 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_with_jitter_and_gives_up() {
-        assert_eq!(
-            after_failure(1, 10, true, 1.0),
-            AfterFailure::RetryIn(1_100)
-        );
-        assert_eq!(
-            after_failure(3, 10, true, 1.0),
-            AfterFailure::RetryIn(4_100)
-        );
-        assert_eq!(
-            after_failure(3, 10, true, 0.5),
-            AfterFailure::RetryIn(2_100)
-        );
-        assert_eq!(
-            after_failure(9, 10, true, 1.0),
-            AfterFailure::RetryIn(256_100)
-        );
+    fn large_payloads_are_stored_compressed_and_read_back_exactly() {
+        let now = datetime!(2026-11-28 12:00:00 UTC);
+        let big = format!(r#"{{"id":"p","bio":"{}"}}"#, "Zoë ".repeat(100_000));
+        let row = OutboxRow::pending(&source("e1"), "p".into(), big.clone(), now);
+        assert!(row.payload.is_none());
+        assert!(row.payload_gzip.as_ref().unwrap().len() < INLINE_PAYLOAD_LIMIT);
+        let item: serde_dynamo::Item = serde_dynamo::to_item(&row).unwrap();
+        assert!(matches!(
+            item.get("payload_gzip"),
+            Some(serde_dynamo::AttributeValue::B(_))
+        ));
+        let back: OutboxRow = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back.payload_bytes().unwrap(), big.as_bytes());
+        let small = OutboxRow::pending(&source("e2"), "p".into(), "{}".into(), now);
+        assert_eq!(small.payload_bytes().unwrap(), b"{}");
+    }
+
+    #[test]
+    fn backoff_doubles_with_equal_jitter_and_gives_up() {
+        let retry = |attempts, jitter| after_failure(attempts, 10, true, jitter);
+        assert_eq!(retry(1, 0.0), AfterFailure::RetryIn(500));
+        assert_eq!(retry(1, 1.0), AfterFailure::RetryIn(1_000));
+        assert_eq!(retry(3, 0.5), AfterFailure::RetryIn(3_000));
+        assert_eq!(retry(9, 0.0), AfterFailure::RetryIn(128_000));
         assert_eq!(
             after_failure(30, 99, true, 1.0),
-            AfterFailure::RetryIn(300_100)
+            AfterFailure::RetryIn(300_000)
         );
         assert_eq!(after_failure(10, 10, true, 0.3), AfterFailure::GiveUp);
         assert_eq!(after_failure(1, 10, false, 0.3), AfterFailure::GiveUp);

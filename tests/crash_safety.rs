@@ -1,0 +1,124 @@
+//! A relay killed with SIGKILL at each failpoint, then restarted: every
+//! participant ends DELIVERED and on the topic; duplicates appear only for
+//! the crash after the broker's ack, and carry the same key and outbox id.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use raffle_outbox::demo;
+use raffle_outbox::outbox::Status;
+use raffle_outbox::relay::OUTBOX_ID_HEADER;
+
+const PARTICIPANTS: usize = 20;
+
+/// `raffle-outbox run --until-idle` on the test's tables and topic.
+fn relay_command(env: &common::TestEnv) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_raffle-outbox"));
+    command
+        .args(["run", "--until-idle", "--idle-seconds", "5"])
+        .env("PARTICIPANTS_TABLE", &env.config.participants_table)
+        .env("OUTBOX_TABLE", &env.config.outbox_table)
+        .env("KAFKA_TOPIC", &env.config.kafka_topic)
+        .env("LEASE_SECONDS", "2")
+        .env_remove(raffle_outbox::failpoint::ENV);
+    command
+}
+
+/// Runs the relay until it reaches `failpoint`, then kills it with SIGKILL.
+fn run_and_kill_at(env: &common::TestEnv, failpoint: &str) {
+    let mut child = relay_command(env)
+        .env(raffle_outbox::failpoint::ENV, failpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("failpoint reached") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let reached = rx.recv_timeout(Duration::from_secs(60));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reached.unwrap_or_else(|_| panic!("the relay never reached failpoint {failpoint}"));
+}
+
+/// Crashes at `failpoint`, restarts, and returns how many participants were
+/// sent twice.
+async fn crash_and_recover(failpoint: &str) -> usize {
+    let env = common::env().await;
+    let (ids, items): (Vec<String>, Vec<serde_json::Value>) =
+        (0..PARTICIPANTS).map(demo::sample_participant).unzip();
+    demo::save_all(&env.dynamodb, &env.config.participants_table, items)
+        .await
+        .unwrap();
+
+    run_and_kill_at(&env, failpoint);
+    let status = relay_command(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the restarted relay finishes");
+
+    let rows = env.rows().await;
+    assert_eq!(rows.len(), PARTICIPANTS);
+    assert!(
+        rows.iter().all(|r| r.status == Status::Delivered),
+        "{failpoint}: every row DELIVERED"
+    );
+    let records = env.read_topic(PARTICIPANTS);
+    let at: HashMap<(i32, i64), &common::Record> = records
+        .iter()
+        .map(|r| ((r.partition, r.offset), r))
+        .collect();
+    for row in &rows {
+        let record = at[&(row.kafka_partition.unwrap(), row.kafka_offset.unwrap())];
+        assert_eq!(
+            record.key, row.participant_id,
+            "{failpoint}: the row names its message"
+        );
+        assert_eq!(record.headers[OUTBOX_ID_HEADER], row.id);
+    }
+    let mut sends: HashMap<(String, String), usize> = HashMap::new();
+    for record in &records {
+        let key = (
+            record.key.clone().unwrap(),
+            record.headers[OUTBOX_ID_HEADER].clone(),
+        );
+        *sends.entry(key).or_default() += 1;
+    }
+    let keys: std::collections::HashSet<&String> = sends.keys().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), PARTICIPANTS, "{failpoint}: nobody lost");
+    assert!(ids.iter().all(|id| keys.contains(id)));
+    assert_eq!(
+        sends.len(),
+        PARTICIPANTS,
+        "{failpoint}: a resend carries the same key and outbox id"
+    );
+    sends.values().filter(|&&n| n > 1).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_claim_nothing_is_duplicated() {
+    assert_eq!(crash_and_recover("after_claim").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_the_ack_the_unmarked_batch_is_sent_again() {
+    assert_eq!(crash_and_recover("after_ack").await, PARTICIPANTS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_during_the_marks_only_unmarked_rows_are_sent_again() {
+    assert_eq!(crash_and_recover("during_mark").await, PARTICIPANTS - 1);
+}
