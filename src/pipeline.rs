@@ -103,3 +103,13 @@ impl Pipeline {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The local pipeline can run in a spawned task.
+    #[allow(dead_code)]
+    fn run_is_send(pipeline: &mut super::Pipeline) {
+        fn send<T: Send>(_: T) {}
+        send(pipeline.run(None));
+    }
+}

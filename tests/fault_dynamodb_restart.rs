@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raffle_outbox::kafka::partitioner::partition_for;
@@ -117,59 +116,71 @@ async fn dynamodb_restart_mid_run_loses_no_participant() {
 
     let mut saved = save(&dynamodb, &config.participants_table, 0..FIRST).await;
 
-    // The pipeline runs across the restart. `Pipeline::run` ends with an
-    // error when DynamoDB does not answer; like a supervisor, run it again,
-    // but on the same pipeline: its stream poller keeps the shard iterators
-    // it had before the restart.
+    // The pipeline runs across the restart, beside the scenario in this task
+    // (`Pipeline::run`'s future cannot be handed to `tokio::spawn`: rustc
+    // cannot prove it `Send`). `run` ends with an error when DynamoDB does not
+    // answer; like a supervisor, the loop runs it again, but on the same
+    // pipeline: its stream poller keeps the shard iterators it had before.
     let mut pipeline = Pipeline::with_clients(&config, dynamodb.clone(), streams)
         .await
         .expect("pipeline");
-    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-    let task = tokio::spawn({
-        let errors = errors.clone();
-        async move {
-            loop {
-                if let Err(e) = pipeline.run(None).await {
-                    errors.lock().unwrap().push(format!("{e:#}"));
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+    let mut errors: Vec<String> = Vec::new();
+    let supervised = async {
+        loop {
+            if let Err(e) = pipeline.run(None).await {
+                errors.push(format!("{e:#}"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-    });
+    };
+    let scenario = async {
+        // Some but not all delivered: then pull DynamoDB from under it.
+        let before = wait_for(&outbox, Duration::from_secs(60), |rows| {
+            rows.iter().any(|r| r.status == Status::Delivered)
+        })
+        .await;
+        let stop_at = started.elapsed();
+        ddb.stop().await.expect("stop DynamoDB Local");
+        eprintln!(
+            "DynamoDB Local stopped at {:.1} s; outbox then: {:?}",
+            stop_at.as_secs_f64(),
+            counts(&before)
+        );
+        tokio::time::sleep(DOWN_FOR).await;
+        ddb.start_again().await.expect("start DynamoDB Local again");
+        let back = Instant::now();
+        eprintln!(
+            "DynamoDB Local answering again at {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
 
-    // Some but not all delivered: then pull DynamoDB from under it.
-    let before = wait_for(&outbox, Duration::from_secs(60), |rows| {
-        rows.iter().any(|r| r.status == Status::Delivered)
-    })
-    .await;
-    let stop_at = started.elapsed();
-    ddb.stop().await.expect("stop DynamoDB Local");
-    eprintln!(
-        "DynamoDB Local stopped at {:.1} s; outbox then: {:?}",
-        stop_at.as_secs_f64(),
-        counts(&before)
-    );
-    tokio::time::sleep(DOWN_FOR).await;
-    ddb.start_again().await.expect("start DynamoDB Local again");
-    let back = Instant::now();
-    eprintln!(
-        "DynamoDB Local answering again at {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-
-    // The data survived: the tables and the first participants are there.
-    let after_restart = outbox.scan_all().await.expect("outbox after the restart");
-    eprintln!("outbox after the restart: {:?}", counts(&after_restart));
-    saved.extend(save(&dynamodb, &config.participants_table, FIRST..FIRST + SECOND).await);
+        // The data survived: every row written before the stop is there, and
+        // no delivered row went back.
+        let after_restart = outbox.scan_all().await.expect("outbox after the restart");
+        eprintln!("outbox after the restart: {:?}", counts(&after_restart));
+        let delivered = |rows: &[OutboxRow]| {
+            rows.iter()
+                .filter(|r| r.status == Status::Delivered)
+                .count()
+        };
+        assert!(
+            after_restart.len() >= before.len(),
+            "the outbox survived the restart"
+        );
+        assert!(delivered(&after_restart) >= delivered(&before));
+        saved.extend(save(&dynamodb, &config.participants_table, FIRST..FIRST + SECOND).await);
+        let n = saved.len();
+        let rows = wait_for(&outbox, Duration::from_secs(90), |rows| {
+            rows.len() == n && rows.iter().all(|r| r.status == Status::Delivered)
+        })
+        .await;
+        (rows, back.elapsed())
+    };
+    let (rows, recovered_in) = tokio::select! {
+        _ = supervised => unreachable!("the supervisor loop never ends"),
+        outcome = scenario => outcome,
+    };
     let n = saved.len();
-
-    let rows = wait_for(&outbox, Duration::from_secs(90), |rows| {
-        rows.len() == n && rows.iter().all(|r| r.status == Status::Delivered)
-    })
-    .await;
-    let recovered_in = back.elapsed();
-    task.abort();
-    let errors = errors.lock().unwrap().clone();
     let by_status = counts(&rows);
     eprintln!(
         "{by_status:?} {:.1} s after DynamoDB Local returned; the pipeline's run ended {} time(s) with an error:",

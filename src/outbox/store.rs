@@ -172,8 +172,7 @@ impl OutboxStore {
         lease_until: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let now = epoch_ms(now);
-        let claims = stream::iter(ids.iter().cloned())
-            .map(|id| async move {
+        let claims = ids.iter().cloned().map(|id| async move {
                 let result = self
                     .client
                     .update_item()
@@ -202,8 +201,11 @@ impl OutboxStore {
                     Err(e) => Err(StoreError::from_sdk(e)),
                 }
             })
-            .buffer_unordered(WRITE_CONCURRENCY);
-        let claimed: Vec<Option<OutboxRow>> = claims.try_collect().await?;
+            .collect::<Vec<_>>();
+        let claimed: Vec<Option<OutboxRow>> = stream::iter(claims)
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect()
+            .await?;
         Ok(claimed.into_iter().flatten().collect())
     }
 

@@ -47,11 +47,21 @@ impl StreamHandler {
     }
 
     pub async fn handle(&self, event: &Event) -> DynamoDbEventResponse {
-        let outcomes: Vec<(Outcome, &EventRecord)> = stream::iter(&event.records)
-            .map(|record| async move { (self.handle_record(record).await, record) })
+        // The futures are built before they are streamed: a closure that
+        // borrows the records inside the stream would make this future not
+        // `Send` (rustc's higher-ranked lifetime limitation), and the local
+        // pipeline runs in a spawned task.
+        let handled: Vec<_> = event
+            .records
+            .iter()
+            .map(|record| self.handle_record(record))
+            .collect();
+        let results: Vec<Outcome> = stream::iter(handled)
             .buffered(PUT_CONCURRENCY)
             .collect()
             .await;
+        let outcomes: Vec<(Outcome, &EventRecord)> =
+            results.into_iter().zip(&event.records).collect();
 
         let count = |o: Outcome| outcomes.iter().filter(|(x, _)| *x == o).count();
         let mut response = DynamoDbEventResponse::default();
