@@ -67,6 +67,10 @@ impl Relay {
     }
 
     /// Claims and sends due rows, one batch at a time, until none is due.
+    ///
+    /// Rows another relay claimed first drop out of the due set (their
+    /// `due_at` moves to the end of that relay's lease), so concurrent relays
+    /// share the work and each stops when nothing is left.
     pub async fn sweep(&self) -> Result<RelayReport, StoreError> {
         let mut total = RelayReport::default();
         loop {
@@ -80,8 +84,9 @@ impl Relay {
             let report = self.relay(&ids).await?;
             total += report;
             if report.claimed == 0 {
-                // Everything found was claimed by someone else meanwhile.
-                return Ok(total);
+                // Claimed by someone else between our query and our claim
+                // (or an index not caught up yet): look again shortly.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
     }

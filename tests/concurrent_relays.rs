@@ -1,0 +1,78 @@
+//! Four relays at once on 5,000 rows: each row is sent exactly once.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::Event;
+use raffle_outbox::kafka::Producer;
+use raffle_outbox::outbox::Status;
+use raffle_outbox::relay::{Relay, OUTBOX_ID_HEADER};
+use raffle_outbox::stream::StreamHandler;
+use serde_json::json;
+
+const ROWS: usize = 5_000;
+const RELAYS: usize = 4;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_relays_send_each_row_exactly_once() {
+    let env = common::env().await;
+    let records: Vec<serde_json::Value> = (0..ROWS)
+        .map(|i| {
+            json!({
+                "eventID": format!("ev-{i}"),
+                "eventName": "INSERT",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "NewImage": {"id": {"S": format!("p-{i}")}, "tickets": {"N": (i % 7).to_string()}},
+                    "SequenceNumber": format!("{:021}", i),
+                    "SizeBytes": 40
+                }
+            })
+        })
+        .collect();
+    let event: Event = serde_json::from_value(json!({ "Records": records })).unwrap();
+    let handler = StreamHandler::new(env.outbox.clone(), env.config.max_message_bytes);
+    assert!(handler.handle(&event).await.batch_item_failures.is_empty());
+
+    let mut relays = Vec::new();
+    for _ in 0..RELAYS {
+        let producer =
+            Producer::connect(&env.config.kafka_bootstrap_servers, &env.config.kafka_topic)
+                .await
+                .unwrap();
+        let relay = Relay::new(env.outbox.clone(), Arc::new(producer), env.config.clone());
+        relays.push(tokio::spawn(async move { relay.sweep().await.unwrap() }));
+    }
+    let mut delivered_by = Vec::new();
+    for relay in relays {
+        delivered_by.push(relay.await.unwrap().delivered);
+    }
+    assert_eq!(
+        delivered_by.iter().sum::<usize>(),
+        ROWS,
+        "sends per relay: {delivered_by:?}"
+    );
+    assert!(
+        delivered_by.iter().filter(|&&n| n > 0).count() >= 2,
+        "the relays shared the work: {delivered_by:?}"
+    );
+
+    let rows = env.rows().await;
+    assert_eq!(rows.len(), ROWS);
+    assert!(rows
+        .iter()
+        .all(|r| r.status == Status::Delivered && r.attempts == 1));
+    let records = env.read_topic(ROWS);
+    assert_eq!(records.len(), ROWS, "no row sent twice");
+    let outbox_ids: HashSet<&String> = records
+        .iter()
+        .map(|r| &r.headers[OUTBOX_ID_HEADER])
+        .collect();
+    assert_eq!(outbox_ids.len(), ROWS);
+    let offsets: HashSet<(i32, i64)> = records.iter().map(|r| (r.partition, r.offset)).collect();
+    for row in &rows {
+        assert!(offsets.contains(&(row.kafka_partition.unwrap(), row.kafka_offset.unwrap())));
+    }
+}
