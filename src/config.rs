@@ -5,6 +5,7 @@
 //! configured here: the AWS SDK's own variables (`AWS_ENDPOINT_URL_DYNAMODB`,
 //! `AWS_REGION`, …) decide, so there is no separate local code path.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -59,6 +60,65 @@ pub struct Config {
     /// The CloudEvents `ce_source` of every message.
     #[arg(long, env = "EVENT_SOURCE", default_value = "/raffle/participants")]
     pub event_source: String,
+
+    /// How to log in to Kafka: none (plaintext; the local broker), tls,
+    /// scram (SASL/SCRAM-SHA-512 over TLS) or iam (MSK IAM: SASL/OAUTHBEARER
+    /// over TLS).
+    #[arg(long, env = "KAFKA_AUTH", value_enum, default_value_t = KafkaAuthMode::None)]
+    pub kafka_auth: KafkaAuthMode,
+
+    /// SCRAM user (with KAFKA_SASL_PASSWORD).
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// SCRAM password (with KAFKA_SASL_USERNAME).
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<Secret>,
+
+    /// SCRAM credentials from this Secrets Manager secret instead (MSK's
+    /// format: JSON with `username` and `password`).
+    #[arg(long, env = "KAFKA_SASL_SECRET_ARN")]
+    pub kafka_sasl_secret_arn: Option<String>,
+
+    /// Trust only the CA certificates in this PEM file for Kafka TLS
+    /// (default: Mozilla's roots, which include MSK's Amazon Trust Services).
+    #[arg(long, env = "KAFKA_TLS_CA_FILE")]
+    pub kafka_tls_ca_file: Option<PathBuf>,
+
+    /// The region MSK IAM tokens are signed for (default: the AWS SDK's region).
+    #[arg(long, env = "KAFKA_IAM_REGION")]
+    pub kafka_iam_region: Option<String>,
+}
+
+/// `KAFKA_AUTH`: see [`crate::kafka::auth`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaAuthMode {
+    None,
+    Tls,
+    Scram,
+    Iam,
+}
+
+/// A secret setting: kept out of `Debug` output, so out of logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
+    }
 }
 
 impl Config {

@@ -9,19 +9,23 @@
 //!                         kafka::Producer ◀─ relay::Relay ◀┘  (DELIVERED + partition/offset)
 //! ```
 //!
-//! [`participant`] maps a stream image to the JSON the compliance team
-//! receives; [`migrate`] owns the table definitions; [`pipeline`] runs the
-//! whole path locally, where [`local`] provides DynamoDB Local and the broker.
+//! [`register`] is the entry point that saves participants (the HTTP API's
+//! Lambda and the CLI); [`participant`] maps a stream image to the JSON the
+//! compliance team receives; [`metrics`] is the relay's CloudWatch output;
+//! [`migrate`] owns the table definitions; [`pipeline`] runs the whole path
+//! locally, where [`local`] provides DynamoDB Local and the broker.
 
 pub mod config;
 pub mod demo;
 pub mod failpoint;
 pub mod kafka;
 pub mod local;
+pub mod metrics;
 pub mod migrate;
 pub mod outbox;
 pub mod participant;
 pub mod pipeline;
+pub mod register;
 pub mod relay;
 pub mod stream;
 pub mod telemetry;

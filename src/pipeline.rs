@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::dynamodb::Event;
 
 use crate::config::{aws_clients, Config};
-use crate::kafka::Producer;
+use crate::kafka::{auth::KafkaAuth, Producer};
 use crate::outbox::OutboxStore;
 use crate::relay::{Relay, RelayReport};
 use crate::stream::{StreamHandler, StreamPoller};
@@ -44,9 +44,11 @@ impl Pipeline {
         streams: aws_sdk_dynamodbstreams::Client,
     ) -> anyhow::Result<Pipeline> {
         let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
-        let producer = Producer::connect(&config.kafka_bootstrap_servers, &config.kafka_topic)
-            .await
-            .map_err(|e| anyhow::anyhow!("kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let auth = KafkaAuth::from_config(config).await?;
+        let producer =
+            Producer::connect_with_auth(&config.kafka_bootstrap_servers, &config.kafka_topic, auth)
+                .await
+                .map_err(|e| anyhow::anyhow!("kafka at {}: {e}", config.kafka_bootstrap_servers))?;
         Ok(Pipeline {
             poller: StreamPoller::for_table(&dynamodb, streams, &config.participants_table).await?,
             handler: StreamHandler::new(outbox.clone(), config.max_message_bytes),

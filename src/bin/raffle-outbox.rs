@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use raffle_outbox::config::{aws_clients, default_to_local_stack};
 use raffle_outbox::local::{self, StackConfig};
 use raffle_outbox::outbox::OutboxStore;
+use raffle_outbox::register::Registrar;
 use raffle_outbox::{demo, migrate, pipeline::Pipeline, telemetry, Config};
 
 /// Every raffle participant saved in DynamoDB reaches the Kafka topic, and
@@ -42,6 +43,12 @@ enum Command {
         until_idle: bool,
         #[arg(long, default_value_t = 3)]
         idle_seconds: u64,
+    },
+    /// Register one participant as `POST /participants` does (same rules):
+    /// JSON as the argument, or `-` to read it from stdin. Prints the id.
+    Register {
+        /// The participant: {"name", "email", "raffle", optional "tickets", "id"}.
+        json: String,
     },
     /// Local stack up, N sample participants saved, followed to Kafka, reported.
     Demo {
@@ -108,6 +115,23 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
             let idle = until_idle.then(|| Duration::from_secs(idle_seconds));
             let report = Pipeline::connect(&config).await?.run(idle).await?;
             println!("{report:?}");
+        }
+        Command::Register { json } => {
+            let json = if json == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                json
+            };
+            let (dynamodb, _) = aws_clients().await;
+            let registrar =
+                Registrar::new(dynamodb, &config.participants_table, config.max_message_bytes);
+            match registrar.register(&json).await {
+                Ok(registration) => println!("{}", registration.id),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
         }
         Command::Demo { participants } => return demo(&stack, &config, participants).await,
     }

@@ -11,6 +11,7 @@
 //! refresh after a leadership or topic error, and batches split so no
 //! partition's record batch exceeds the broker's size limit.
 
+pub mod auth;
 pub mod connection;
 pub mod partitioner;
 pub mod produce_request;
@@ -24,6 +25,7 @@ use samsa::prelude::protocol::{MetadataRequest, MetadataResponse, ProduceRespons
 use samsa::prelude::{BrokerAddress, KafkaCode};
 use tokio::sync::Mutex;
 
+use auth::KafkaAuth;
 use connection::{Connection, CLIENT_ID};
 use produce_request::{ProduceRequest, Record};
 
@@ -128,6 +130,8 @@ struct Cluster {
 pub struct Producer {
     topic: String,
     bootstrap: Vec<BrokerAddress>,
+    /// How every connection logs in (see [`auth`]).
+    auth: KafkaAuth,
     /// Largest record batch per partition per request, in bytes. Kafka's
     /// `message.max.bytes` applies to a whole batch, default 1 MB.
     max_batch_bytes: usize,
@@ -136,12 +140,23 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// `bootstrap` is a comma-separated `host:port` list.
+    /// `bootstrap` is a comma-separated `host:port` list. Plaintext, no
+    /// login: the local broker.
     pub async fn connect(bootstrap: &str, topic: &str) -> Result<Producer, KafkaError> {
+        Producer::connect_with_auth(bootstrap, topic, KafkaAuth::None).await
+    }
+
+    /// [`Producer::connect`] over TLS, SCRAM or MSK IAM as `auth` says.
+    pub async fn connect_with_auth(
+        bootstrap: &str,
+        topic: &str,
+        auth: KafkaAuth,
+    ) -> Result<Producer, KafkaError> {
         let bootstrap = parse_bootstrap(bootstrap)?;
         let producer = Producer {
             topic: topic.to_string(),
             bootstrap,
+            auth,
             max_batch_bytes: 900 * 1024,
             cluster: Mutex::new(None),
             connections: Mutex::new(HashMap::new()),
@@ -247,7 +262,7 @@ impl Producer {
             let address = cluster.brokers.get(&broker).ok_or_else(|| {
                 KafkaError::Protocol(format!("leader {broker} is not in the metadata"))
             })?;
-            *guard = Some(Connection::connect(address.clone()).await?);
+            *guard = Some(Connection::connect(address.clone(), &self.auth).await?);
         }
         let connection = guard.as_mut().expect("connected above");
         let timestamp = now_ms();
@@ -316,7 +331,7 @@ impl Producer {
     async fn fetch_metadata(&self) -> Result<Cluster, KafkaError> {
         let mut last_error = KafkaError::Connect("no bootstrap servers".into());
         for address in &self.bootstrap {
-            let mut connection = match Connection::connect(address.clone()).await {
+            let mut connection = match Connection::connect(address.clone(), &self.auth).await {
                 Ok(c) => c,
                 Err(e) => {
                     last_error = e;

@@ -1,0 +1,356 @@
+//! Registration, the raffle's entry point: a participant's JSON in, one item
+//! in the participants table out (its stream does the rest).
+//!
+//! `POST /participants` (HTTP API → the `register` Lambda) and
+//! `raffle-outbox register` run the same [`validate`], so a body one accepts
+//! the other accepts. The rules:
+//!
+//! - the body is a JSON object with only these fields: `name`, `email`,
+//!   `raffle` (non-empty strings; `email` shaped like an address), `tickets`
+//!   (optional integer 1–100, default 1) and `id` (optional non-empty string,
+//!   default a new UUID; a second registration with the same id is a 409);
+//! - the server adds `registered_at` (RFC 3339 UTC);
+//! - then the stream handler's own rules ([`Participant::from_image`]): the
+//!   `id` is a non-empty string and the participant's JSON fits in a Kafka
+//!   message, so nothing accepted here is REJECTED later.
+//!
+//! Reasons name the field, never its value: they reach logs.
+
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::Client;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use crate::outbox::row::rfc3339;
+use crate::participant::{Invalid, Participant};
+
+/// The fields a registration may carry.
+pub const FIELDS: [&str; 5] = ["id", "name", "email", "raffle", "tickets"];
+const MAX_TICKETS: i64 = 100;
+
+/// Why a body is refused: the text of the 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    #[error("unknown field `{0}` (allowed: id, name, email, raffle, tickets)")]
+    UnknownField(String),
+    #[error("`{0}` is required")]
+    Missing(&'static str),
+    #[error("`{0}` must be a string")]
+    NotAString(&'static str),
+    #[error("`{0}` must not be empty")]
+    Empty(&'static str),
+    #[error("`{field}` is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("`email` is not an email address")]
+    BadEmail,
+    #[error("`tickets` must be an integer from 1 to {MAX_TICKETS}")]
+    Tickets,
+    #[error("{0}")]
+    Participant(#[from] Invalid),
+}
+
+/// A registration that passed validation: the item to save.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    pub id: String,
+    pub item: Value,
+}
+
+/// Checks a body and builds the participant item (see the module docs).
+pub fn validate(
+    body: &str,
+    max_message_bytes: usize,
+    now: OffsetDateTime,
+) -> Result<Registration, BadRequest> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| BadRequest::NotJson(e.to_string()))?;
+    let Value::Object(fields) = value else {
+        return Err(BadRequest::NotAnObject);
+    };
+    if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(BadRequest::UnknownField(unknown.clone()));
+    }
+    let id = match fields.get("id") {
+        None => uuid::Uuid::new_v4().to_string(),
+        Some(_) => text(&fields, "id", 256)?,
+    };
+    let name = text(&fields, "name", 200)?;
+    let email = text(&fields, "email", 254)?;
+    if !looks_like_email(&email) {
+        return Err(BadRequest::BadEmail);
+    }
+    let raffle = text(&fields, "raffle", 100)?;
+    let tickets = match fields.get("tickets") {
+        None => 1,
+        Some(t) => t
+            .as_i64()
+            .filter(|n| (1..=MAX_TICKETS).contains(n))
+            .ok_or(BadRequest::Tickets)?,
+    };
+    let item = json!({
+        "id": id,
+        "name": name,
+        "email": email,
+        "raffle": raffle,
+        "tickets": tickets,
+        "registered_at": rfc3339(now),
+    });
+    // The stream handler's rules, on the item exactly as it will be stored.
+    let image: serde_dynamo::Item =
+        serde_dynamo::to_item(&item).expect("a JSON object is a DynamoDB item");
+    Participant::from_image(&image, max_message_bytes)?;
+    Ok(Registration { id, item })
+}
+
+fn text(
+    fields: &Map<String, Value>,
+    field: &'static str,
+    max: usize,
+) -> Result<String, BadRequest> {
+    let value = fields.get(field).ok_or(BadRequest::Missing(field))?;
+    let text = value.as_str().ok_or(BadRequest::NotAString(field))?;
+    if text.trim().is_empty() {
+        return Err(BadRequest::Empty(field));
+    }
+    if text.chars().count() > max {
+        return Err(BadRequest::TooLong { field, max });
+    }
+    Ok(text.to_string())
+}
+
+/// One `@` between a non-empty local part and a dotted domain, no spaces:
+/// enough to catch a wrong field, without pretending to validate deliverability.
+fn looks_like_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(char::is_whitespace)
+}
+
+/// What a registration attempt came to.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{0}")]
+    BadRequest(#[from] BadRequest),
+    #[error("participant {0} is already registered")]
+    Conflict(String),
+    #[error("the participants table did not take the item: {0}")]
+    Store(String),
+}
+
+/// Saves validated registrations into the participants table.
+#[derive(Clone)]
+pub struct Registrar {
+    client: Client,
+    table: String,
+    max_message_bytes: usize,
+}
+
+impl Registrar {
+    pub fn new(client: Client, table: impl Into<String>, max_message_bytes: usize) -> Registrar {
+        Registrar {
+            client,
+            table: table.into(),
+            max_message_bytes,
+        }
+    }
+
+    /// Validates the body and saves the participant, unless one with its id
+    /// exists (a conditional put: a retried request never overwrites).
+    pub async fn register(&self, body: &str) -> Result<Registration, RegisterError> {
+        let registration = validate(body, self.max_message_bytes, OffsetDateTime::now_utc())?;
+        let item = serde_dynamo::to_item(&registration.item)
+            .map_err(|e| RegisterError::Store(e.to_string()))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(registration),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                Err(RegisterError::Conflict(registration.id))
+            }
+            Err(e) => Err(RegisterError::Store(DisplayErrorContext(&e).to_string())),
+        }
+    }
+
+    /// The HTTP API handler: 201 with the id, 400 with the reason, 409 for
+    /// a known id, 415 for a body that is not JSON by its type, 503 when
+    /// the table is unavailable (the client may retry; the put is idempotent
+    /// for a given id).
+    pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let content_type = request
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        if !content_type
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+        {
+            return respond(
+                415,
+                json!({"error": "Content-Type must be application/json"}),
+            );
+        }
+        let body = match body_text(request) {
+            Ok(body) => body,
+            Err(reason) => return respond(400, json!({ "error": reason })),
+        };
+        match self.register(&body).await {
+            Ok(registration) => {
+                tracing::info!(participant_id = %registration.id, "participant registered");
+                respond(201, json!({ "id": registration.id }))
+            }
+            Err(RegisterError::BadRequest(reason)) => {
+                tracing::info!(reason = %reason, "registration refused");
+                respond(400, json!({ "error": reason.to_string() }))
+            }
+            Err(RegisterError::Conflict(id)) => {
+                tracing::info!(participant_id = %id, "registration refused: id exists");
+                respond(
+                    409,
+                    json!({ "error": format!("participant {id} is already registered") }),
+                )
+            }
+            Err(RegisterError::Store(error)) => {
+                tracing::error!(error = %error, "registration not saved");
+                respond(
+                    503,
+                    json!({ "error": "the registration could not be saved; try again" }),
+                )
+            }
+        }
+    }
+}
+
+fn body_text(request: &ApiGatewayV2httpRequest) -> Result<String, String> {
+    let Some(body) = request.body.as_deref() else {
+        return Err("the body is empty; send the participant as JSON".into());
+    };
+    if !request.is_base64_encoded {
+        return Ok(body.to_string());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| "the body is not valid base64".to_string())?;
+    String::from_utf8(bytes).map_err(|_| "the body is not UTF-8".to_string())
+}
+
+fn respond(status: i64, body: Value) -> ApiGatewayV2httpResponse {
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = status;
+    response.headers.insert(
+        "content-type",
+        "application/json".parse().expect("a valid header value"),
+    );
+    response.body = Some(Body::Text(body.to_string()));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-28 12:00:00.123 UTC);
+
+    fn check(body: &str) -> Result<Registration, BadRequest> {
+        validate(body, 900_000, NOW)
+    }
+
+    #[test]
+    fn a_good_body_becomes_the_item() {
+        let r = check(
+            r#"{"id":"p-1","name":"Zoë","email":"zoe@example.com","raffle":"summer","tickets":3}"#,
+        )
+        .unwrap();
+        assert_eq!(r.id, "p-1");
+        assert_eq!(
+            r.item,
+            json!({"id":"p-1","name":"Zoë","email":"zoe@example.com","raffle":"summer","tickets":3,
+                   "registered_at":"2026-11-28T12:00:00.123Z"})
+        );
+        let generated = check(r#"{"name":"A","email":"a@b.co","raffle":"r"}"#).unwrap();
+        assert!(uuid::Uuid::parse_str(&generated.id).is_ok());
+        assert_eq!(generated.item["tickets"], 1);
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_the_reason() {
+        let ok = r#""name":"A","email":"a@b.co","raffle":"r""#;
+        let cases = [
+            ("not json", "the body is not JSON"),
+            ("[1]", "must be a JSON object"),
+            (&format!("{{{ok},\"admin\":true}}"), "unknown field `admin`"),
+            (r#"{"email":"a@b.co","raffle":"r"}"#, "`name` is required"),
+            (
+                r#"{"name":7,"email":"a@b.co","raffle":"r"}"#,
+                "`name` must be a string",
+            ),
+            (
+                r#"{"name":"  ","email":"a@b.co","raffle":"r"}"#,
+                "`name` must not be empty",
+            ),
+            (
+                r#"{"name":"A","email":"nope","raffle":"r"}"#,
+                "`email` is not an email",
+            ),
+            (
+                r#"{"name":"A","email":"a@b","raffle":"r"}"#,
+                "`email` is not an email",
+            ),
+            (
+                &format!("{{{ok},\"tickets\":0}}"),
+                "`tickets` must be an integer",
+            ),
+            (
+                &format!("{{{ok},\"tickets\":2.5}}"),
+                "`tickets` must be an integer",
+            ),
+            (&format!("{{{ok},\"id\":\"\"}}"), "`id` must not be empty"),
+            (&format!("{{{ok},\"id\":5}}"), "`id` must be a string"),
+        ];
+        for (body, expected) in cases {
+            let reason = check(body).unwrap_err().to_string();
+            assert!(reason.contains(expected), "{body}: {reason}");
+        }
+        let long = format!(
+            r#"{{"name":"{}","email":"a@b.co","raffle":"r"}}"#,
+            "x".repeat(201)
+        );
+        assert_eq!(
+            check(&long).unwrap_err(),
+            BadRequest::TooLong {
+                field: "name",
+                max: 200
+            }
+        );
+    }
+
+    #[test]
+    fn the_stream_handlers_size_rule_applies() {
+        let body = r#"{"name":"A","email":"a@b.co","raffle":"r"}"#;
+        let err = validate(body, 50, NOW).unwrap_err();
+        assert!(matches!(
+            err,
+            BadRequest::Participant(Invalid::TooLarge { limit: 50, .. })
+        ));
+    }
+}
