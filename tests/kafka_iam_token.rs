@@ -77,7 +77,13 @@ fn python_tools() -> String {
 
 #[tokio::test]
 async fn our_token_is_the_reference_signers_token() {
-    let credentials = Credentials::new(ACCESS_KEY, SECRET_KEY, Some(SESSION_TOKEN.into()), None, "fixed");
+    let credentials = Credentials::new(
+        ACCESS_KEY,
+        SECRET_KEY,
+        Some(SESSION_TOKEN.into()),
+        None,
+        "fixed",
+    );
     let signer = MskIamSigner::new(
         aws_config::Region::new(REGION),
         SharedCredentialsProvider::new(credentials),
@@ -94,7 +100,10 @@ async fn our_token_is_the_reference_signers_token() {
 
     let bin = python_tools();
     let out = Command::new(format!("{bin}/python"))
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/msk_iam_reference_token.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/msk_iam_reference_token.py"
+        ))
         .args([REGION, ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, &signing_time])
         .output()
         .expect("the reference signer runs");
@@ -115,7 +124,11 @@ async fn our_token_is_the_reference_signers_token() {
         p.remove("User-Agent");
         p
     };
-    assert_eq!(without_agent(&params), without_agent(&reference), "same signed request");
+    assert_eq!(
+        without_agent(&params),
+        without_agent(&reference),
+        "same signed request"
+    );
     for expected in [
         "Action",
         "X-Amz-Algorithm",
@@ -131,7 +144,10 @@ async fn our_token_is_the_reference_signers_token() {
     assert_eq!(params["X-Amz-Security-Token"], SESSION_TOKEN);
     assert_eq!(
         params["X-Amz-Credential"],
-        format!("{ACCESS_KEY}/{}/{REGION}/kafka-cluster/aws4_request", &signing_time[..8])
+        format!(
+            "{ACCESS_KEY}/{}/{REGION}/kafka-cluster/aws4_request",
+            &signing_time[..8]
+        )
     );
     assert_eq!(params["X-Amz-Expires"], "900");
     assert!(params["User-Agent"].starts_with("aws-msk-iam-sasl-signer-rs/"));
