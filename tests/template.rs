@@ -65,9 +65,117 @@ fn template_tables_match_the_migrations() {
             "{resource} has point-in-time recovery"
         );
     }
-    for function in ["StreamHandlerFunction", "RelayFunction"] {
+}
+
+fn template() -> Value {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
+    serde_yaml::from_str(&text).expect("template.yaml is YAML without short-form tags")
+}
+
+/// Every Lambda is one of our binaries, built by cargo-lambda for Graviton.
+#[test]
+fn functions_are_arm64_rust_binaries_with_30_second_timeouts() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Architectures"], json!(["arm64"]));
+    assert_eq!(globals["Timeout"], 30);
+    for (function, binary) in [
+        ("StreamHandlerFunction", "stream-handler"),
+        ("RelayFunction", "relay"),
+        ("RegisterFunction", "register"),
+    ] {
         let f = &template["Resources"][function];
+        assert_eq!(f["Type"], "AWS::Serverless::Function");
         assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda");
-        assert_eq!(template["Globals"]["Function"]["Timeout"], 30);
+        assert_eq!(f["Metadata"]["BuildProperties"]["Binary"], binary);
+        let main = format!("{}/src/bin/{binary}.rs", env!("CARGO_MANIFEST_DIR"));
+        assert!(std::path::Path::new(&main).exists(), "{main} exists");
+    }
+}
+
+/// Stream event source mappings: partial batch responses, bisection, bounded
+/// retries and a dead-letter destination.
+#[test]
+fn stream_mappings_report_partial_failures_and_keep_what_fails() {
+    let template = template();
+    for (function, event) in [
+        ("StreamHandlerFunction", "ParticipantsStream"),
+        ("RelayFunction", "OutboxStream"),
+    ] {
+        let p = &template["Resources"][function]["Properties"]["Events"][event]["Properties"];
+        assert_eq!(
+            p["FunctionResponseTypes"],
+            json!(["ReportBatchItemFailures"]),
+            "{event}"
+        );
+        assert_eq!(p["BisectBatchOnFunctionError"], true, "{event}");
+        let retries = p["MaximumRetryAttempts"].as_i64().expect("bounded retries");
+        assert!((0..=10).contains(&retries), "{event}");
+        assert_eq!(
+            p["DestinationConfig"]["OnFailure"]["Type"], "SQS",
+            "{event}"
+        );
+    }
+    let sweep = &template["Resources"]["RelayFunction"]["Properties"]["Events"]["Sweep"];
+    assert_eq!(sweep["Type"], "ScheduleV2");
+    assert_eq!(
+        sweep["Properties"]["Input"], r#"{"sweep": "schedule"}"#,
+        "src/bin/relay.rs recognises it"
+    );
+}
+
+/// No IAM statement on Resource "*" except Lambda's VPC networking, whose EC2
+/// actions have no resource to name.
+#[test]
+fn iam_statements_name_their_resources() {
+    let template = template();
+    let mut statements = Vec::new();
+    for (name, resource) in template["Resources"].as_object().unwrap() {
+        if resource["Type"] != "AWS::IAM::Role" {
+            continue;
+        }
+        for policy in resource["Properties"]["Policies"].as_array().unwrap() {
+            for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+                // Conditional statements: `Fn::If: [condition, statement, AWS::NoValue]`.
+                let statement = statement.get("Fn::If").map(|f| &f[1]).unwrap_or(statement);
+                statements.push((name.clone(), statement.clone()));
+            }
+        }
+    }
+    assert!(statements.len() >= 10);
+    for (role, statement) in statements {
+        if statement["Resource"] == "*" {
+            assert_eq!(statement["Sid"], "RunInVpc", "{role}: {statement}");
+            let actions = statement["Action"].as_array().unwrap();
+            assert!(actions
+                .iter()
+                .all(|a| a.as_str().unwrap().starts_with("ec2:")));
+        }
+    }
+}
+
+/// The alarms watch the metrics the relay emits (src/metrics.rs).
+#[test]
+fn alarms_watch_the_relays_metrics() {
+    use raffle_outbox::metrics::{relay_invocation, Backlog, DIMENSION, NAMESPACE};
+    let template = template();
+    let emitted = relay_invocation(
+        "t",
+        &Default::default(),
+        Some(Backlog::default()),
+        time::OffsetDateTime::now_utc(),
+    )
+    .to_json();
+    for (alarm, metric) in [
+        ("FailedRowsAlarm", "Failed"),
+        ("OldestPendingAgeAlarm", "OldestPendingAgeSeconds"),
+    ] {
+        let p = &template["Resources"][alarm]["Properties"];
+        assert_eq!(p["Namespace"], NAMESPACE, "{alarm}");
+        assert_eq!(p["MetricName"], metric, "{alarm}");
+        assert_eq!(p["Dimensions"][0]["Name"], DIMENSION, "{alarm}");
+        assert!(emitted[metric].is_number(), "the relay emits {metric}");
     }
 }
