@@ -123,8 +123,11 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
                 json
             };
             let (dynamodb, _) = aws_clients().await;
-            let registrar =
-                Registrar::new(dynamodb, &config.participants_table, config.max_message_bytes);
+            let registrar = Registrar::new(
+                dynamodb,
+                &config.participants_table,
+                config.max_message_bytes,
+            );
             match registrar.register(&json).await {
                 Ok(registration) => println!("{}", registration.id),
                 Err(error) => {
