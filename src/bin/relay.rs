@@ -1,14 +1,15 @@
-//! The `relay` Lambda: invoked by the outbox table's stream (new PENDING rows)
-//! and by a schedule (the sweep of rows due for a retry or with an expired
-//! lease). Either way it relays what is due to Kafka.
+//! The `relay` Lambda: invoked by the outbox table's stream with new rows,
+//! and by a schedule for the sweep of rows due again (retries, expired
+//! leases, rows a failed stream batch left behind).
 
 use std::sync::Arc;
 
+use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use raffle_outbox::config::aws_clients;
 use raffle_outbox::kafka::Producer;
 use raffle_outbox::outbox::OutboxStore;
-use raffle_outbox::relay::Relay;
+use raffle_outbox::relay::{Relay, RelayReport};
 use raffle_outbox::{telemetry, Config};
 
 #[tokio::main]
@@ -23,14 +24,19 @@ async fn main() -> Result<(), Error> {
         config,
     );
     let relay = &relay;
-    lambda_runtime::run(service_fn(
-        move |_: LambdaEvent<serde_json::Value>| async move {
-            // Whatever woke us (a stream batch of new rows, or the schedule), the
-            // due index names every row that needs sending, retries included.
-            let report = relay.sweep().await?;
-            tracing::info!(?report, "relay invocation done");
-            Ok::<(), Error>(())
-        },
-    ))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        Box::pin(invoke(relay, event.payload))
+    }))
     .await
+}
+
+async fn invoke(relay: &Relay, payload: serde_json::Value) -> Result<(), Error> {
+    let report: RelayReport = if payload.get("Records").is_some() {
+        let batch: Event = serde_json::from_value(payload)?;
+        relay.relay_new(Relay::new_rows(&batch)).await?
+    } else {
+        relay.sweep().await?
+    };
+    tracing::info!(?report, "relay invocation done");
+    Ok(())
 }

@@ -17,7 +17,7 @@ pub mod produce_request;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use samsa::prelude::protocol::{MetadataRequest, MetadataResponse, ProduceResponse};
@@ -29,6 +29,8 @@ use produce_request::{ProduceRequest, Record};
 
 /// acks=all: the leader answers once every in-sync replica has the batch.
 const ACKS_ALL: i16 = -1;
+/// How long the broker may wait for the in-sync replicas.
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
 /// What went wrong talking to Kafka.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -214,11 +216,14 @@ impl Producer {
                         partition_answer(response, &self.topic, *partition, *timestamp)
                     }
                 };
-                if let Err(KafkaError::Partition { code, .. } | KafkaError::Topic { code, .. }) =
-                    &partition_result
-                {
-                    refresh |= needs_metadata_refresh(*code);
-                }
+                refresh |= match &partition_result {
+                    Err(KafkaError::Partition { code, .. } | KafkaError::Topic { code, .. }) => {
+                        needs_metadata_refresh(*code)
+                    }
+                    // The leader may have moved or died: ask the cluster again.
+                    Err(KafkaError::Connect(_) | KafkaError::Io(_)) => true,
+                    _ => false,
+                };
                 for (i, &index) in indexes.iter().enumerate() {
                     results[index] = Some(partition_result.clone().map(|first| Delivery {
                         offset: first.offset + i as i64,
@@ -247,7 +252,7 @@ impl Producer {
             let address = cluster.brokers.get(&broker).ok_or_else(|| {
                 KafkaError::Protocol(format!("leader {broker} is not in the metadata"))
             })?;
-            *guard = Some(Connection::connect(address.clone()).await?);
+            *guard = Some(connect(address).await?);
         }
         let connection = guard.as_mut().expect("connected above");
         let timestamp = now_ms();
@@ -269,17 +274,16 @@ impl Producer {
             correlation_id: 0,
             client_id: CLIENT_ID,
             acks: ACKS_ALL,
-            timeout_ms: 30_000,
+            timeout_ms: PRODUCE_TIMEOUT_MS,
             topic: &self.topic,
             timestamp,
             partitions,
         });
-        let answer = connection
-            .call(|correlation_id| ProduceRequest {
-                correlation_id,
-                ..request.take().expect("built once")
-            })
-            .await;
+        let answer = with_timeout(connection.call(|correlation_id| ProduceRequest {
+            correlation_id,
+            ..request.take().expect("built once")
+        }))
+        .await;
         let bytes = match answer {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -313,27 +317,53 @@ impl Producer {
         Ok(cluster)
     }
 
+    /// The partition map from the first bootstrap server that answers.
     async fn fetch_metadata(&self) -> Result<Cluster, KafkaError> {
         let mut last_error = KafkaError::Connect("no bootstrap servers".into());
         for address in &self.bootstrap {
-            let mut connection = match Connection::connect(address.clone()).await {
-                Ok(c) => c,
-                Err(e) => {
-                    last_error = e;
-                    continue;
-                }
-            };
-            let topics = [self.topic.as_str()];
-            let bytes = connection
-                .call(|correlation_id| MetadataRequest::new(correlation_id, CLIENT_ID, &topics))
-                .await?;
-            let response = MetadataResponse::try_from(bytes).map_err(|e| {
-                KafkaError::Protocol(format!("unparseable metadata response: {e:?}"))
-            })?;
-            return cluster_from(response, &self.topic);
+            match self.metadata_from(address).await {
+                Ok(cluster) => return Ok(cluster),
+                // A topic error is the cluster's answer; another server would say the same.
+                Err(e @ KafkaError::Topic { .. }) => return Err(e),
+                Err(e) => last_error = e,
+            }
         }
         Err(last_error)
     }
+
+    async fn metadata_from(&self, address: &BrokerAddress) -> Result<Cluster, KafkaError> {
+        let mut connection = connect(address).await?;
+        let topics = [self.topic.as_str()];
+        let bytes = with_timeout(
+            connection
+                .call(|correlation_id| MetadataRequest::new(correlation_id, CLIENT_ID, &topics)),
+        )
+        .await?;
+        let response = MetadataResponse::try_from(bytes)
+            .map_err(|e| KafkaError::Protocol(format!("unparseable metadata response: {e:?}")))?;
+        cluster_from(response, &self.topic)
+    }
+}
+
+/// How long a request may go unanswered before the connection is given up:
+/// the broker's own produce timeout plus a margin. Without it a broker that
+/// stops answering, but keeps the socket open, would hold the relay (and
+/// its leases) forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(PRODUCE_TIMEOUT_MS as u64 + 5_000);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn connect(address: &BrokerAddress) -> Result<Connection, KafkaError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(address.clone()))
+        .await
+        .map_err(|_| KafkaError::Connect(format!("{}:{}: timed out", address.host, address.port)))?
+}
+
+async fn with_timeout<T>(
+    call: impl std::future::Future<Output = Result<T, KafkaError>>,
+) -> Result<T, KafkaError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, call)
+        .await
+        .map_err(|_| KafkaError::Io(format!("no answer within {REQUEST_TIMEOUT:?}")))?
 }
 
 fn cluster_from(response: MetadataResponse, topic: &str) -> Result<Cluster, KafkaError> {
