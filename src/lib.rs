@@ -13,6 +13,7 @@
 //! receives; [`migrate`] owns the table definitions; [`pipeline`] runs the
 //! whole path locally, where [`local`] provides DynamoDB Local and the broker.
 
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod failpoint;
@@ -22,8 +23,11 @@ pub mod migrate;
 pub mod outbox;
 pub mod participant;
 pub mod pipeline;
+pub mod redrive;
 pub mod relay;
+pub mod retention;
 pub mod stream;
 pub mod telemetry;
+pub mod verify;
 
 pub use config::Config;

@@ -12,6 +12,7 @@
 //! partition's record batch exceeds the broker's size limit.
 
 pub mod connection;
+pub mod fetch;
 pub mod partitioner;
 pub mod produce_request;
 
