@@ -14,6 +14,7 @@
 //! whole path locally, where [`local`] provides DynamoDB Local and the broker.
 
 pub mod audit;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod failpoint;

@@ -29,6 +29,8 @@
 
 mod dynamodb_local;
 mod process;
+
+pub(crate) use process::which;
 mod service;
 mod tansu;
 

@@ -28,10 +28,14 @@ pub struct Pipeline {
     relay: Relay,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct PipelineReport {
     pub stream_records: usize,
     pub relay: RelayReport,
+    /// Items this process wrote to the outbox table, and the write capacity
+    /// units DynamoDB reported for them.
+    pub outbox_writes: u64,
+    pub outbox_write_units: f64,
 }
 
 impl Pipeline {
@@ -95,6 +99,8 @@ impl Pipeline {
 
     /// One round over both streams and the due rows; whether anything happened.
     async fn round(&mut self, report: &mut PipelineReport) -> anyhow::Result<bool> {
+        let stats = self.relay.outbox().stats();
+        (report.outbox_writes, report.outbox_write_units) = (stats.items(), stats.capacity_units());
         let events = self.participants.poll().await?;
         for event in &events {
             report.stream_records += event.records.len();

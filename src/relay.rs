@@ -29,7 +29,7 @@ pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
 pub const OUTBOX_ID_HEADER: &str = "outbox_id";
 
 /// What one relay pass did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RelayReport {
     pub claimed: usize,
     pub delivered: usize,
@@ -66,6 +66,10 @@ impl Relay {
             config,
             owner,
         }
+    }
+
+    pub fn outbox(&self) -> &OutboxStore {
+        &self.outbox
     }
 
     /// Claims and sends due rows, one batch at a time, until none is due.

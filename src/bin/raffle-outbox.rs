@@ -56,6 +56,14 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         participants: usize,
     },
+    /// Measure the performance figures on the local stack (see README).
+    Bench {
+        #[arg(long, default_value_t = 20_000)]
+        participants: usize,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read the outbox: counts, rows by state, one row, one participant, exports.
     Audit {
         #[command(subcommand)]
@@ -226,9 +234,17 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
         } => {
             let idle = until_idle.then(|| Duration::from_secs(idle_seconds));
             let report = Pipeline::connect(&config).await?.run(idle).await?;
-            println!("{report:?}");
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::Demo { participants } => return demo(&stack, &config, participants).await,
+        Command::Bench { participants, json } => {
+            let figures = raffle_outbox::bench::run(&config, &stack, participants).await?;
+            if json {
+                println!("{}", serde_json::to_string(&figures)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            }
+        }
         Command::Audit { action } => audit(&audit_query(&config).await, action).await?,
         Command::Redrive(args) => return redrive(&audit_query(&config).await, args).await,
         Command::Verify { window } => {

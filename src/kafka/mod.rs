@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use samsa::prelude::protocol::{MetadataRequest, MetadataResponse, ProduceResponse};
+use samsa::prelude::protocol::{
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceResponse,
+};
 use samsa::prelude::{BrokerAddress, KafkaCode};
 use tokio::sync::Mutex;
 
@@ -160,6 +162,44 @@ impl Producer {
     /// The number of partitions of the topic.
     pub async fn partition_count(&self) -> Result<i32, KafkaError> {
         Ok(self.cluster().await?.leaders.len() as i32)
+    }
+
+    /// The end offset (the next offset to be written) of every partition,
+    /// from the partition leaders: how many messages a partition holds.
+    pub async fn end_offsets(&self) -> Result<Vec<i64>, KafkaError> {
+        let cluster = self.cluster().await?;
+        let mut ends = Vec::with_capacity(cluster.leaders.len());
+        for (partition, leader) in cluster.leaders.iter().enumerate() {
+            let address = cluster.brokers.get(leader).ok_or_else(|| {
+                KafkaError::Protocol(format!("leader {leader} is not in the metadata"))
+            })?;
+            let mut connection = connect(address).await?;
+            let bytes = with_timeout(connection.call(|correlation_id| {
+                let mut request = ListOffsetsRequest::new(correlation_id, CLIENT_ID, -1);
+                request.add(&self.topic, partition as i32, -1); // -1: the latest offset
+                request
+            }))
+            .await?;
+            let response = ListOffsetsResponse::try_from(bytes).map_err(|e| {
+                KafkaError::Protocol(format!("unparseable list offsets response: {e:?}"))
+            })?;
+            let answer = response
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .find(|p| p.partition_index == partition as i32)
+                .ok_or_else(|| {
+                    KafkaError::Protocol(format!("no offset for partition {partition}"))
+                })?;
+            if answer.error_code != KafkaCode::None {
+                return Err(KafkaError::Partition {
+                    partition: partition as i32,
+                    code: answer.error_code,
+                });
+            }
+            ends.push(answer.offset);
+        }
+        Ok(ends)
     }
 
     /// Produces the messages with acks=all and returns one result per
