@@ -48,6 +48,11 @@ pub struct Config {
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 60)]
     pub lease_seconds: u64,
 
+    /// Seconds a new row is left to the relay the outbox stream hands it to,
+    /// before the sweep may claim it (the sweep is for retries and crashes).
+    #[arg(long, env = "SWEEP_DELAY_SECONDS", default_value_t = 60)]
+    pub sweep_delay_seconds: u64,
+
     /// Rows claimed and produced together.
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 100)]
     pub relay_batch_size: usize,

@@ -15,6 +15,8 @@
 //! [`migrate`] owns the table definitions; [`pipeline`] runs the whole path
 //! locally, where [`local`] provides DynamoDB Local and the broker.
 
+pub mod audit;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod failpoint;
@@ -25,9 +27,12 @@ pub mod migrate;
 pub mod outbox;
 pub mod participant;
 pub mod pipeline;
+pub mod redrive;
 pub mod register;
 pub mod relay;
+pub mod retention;
 pub mod stream;
 pub mod telemetry;
+pub mod verify;
 
 pub use config::Config;

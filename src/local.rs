@@ -13,6 +13,7 @@
 //! <home>/run/<service>.log             the service's stdout and stderr (appended)
 //! <home>/run/dynamodb-local/           DynamoDB Local's working directory
 //! <home>/run/tansu/                    tansu's working directory and its SQLite database
+//! <home>/run/dynamodb-local-file-<port>.{pid,log}   a test's own file-backed DynamoDB Local
 //! ```
 //!
 //! The servers are detached (their own process group, stdin closed, output to the log files),
@@ -23,10 +24,13 @@
 //! Note the two services keep their data differently: DynamoDB Local runs `-inMemory`, so
 //! tables are gone after `down`, while tansu stores topics and records in SQLite under
 //! `<home>/run/tansu/`, which survives `down`/`up` and [`stop_broker`]/[`start_broker`]
-//! (fault tests rely on that).
+//! (fault tests rely on that). A test that restarts DynamoDB starts one of its own that keeps
+//! its tables in a directory: [`start_dynamodb_file_backed`].
 
 mod dynamodb_local;
 mod process;
+
+pub(crate) use process::which;
 mod service;
 mod tansu;
 
@@ -358,6 +362,13 @@ mod tests {
         assert_eq!((cfg.dynamodb_port, cfg.kafka_port), (8000, 9092));
         let cfg = cfg_with(&[("KAFKA_PORT", "70000")]);
         assert_eq!(cfg.kafka_port, 9092);
+    }
+
+    #[test]
+    fn free_port_is_a_port_that_can_be_bound() {
+        let port = free_port().unwrap();
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     }
 
     #[test]

@@ -10,31 +10,27 @@
 //! | name | unit | meaning |
 //! |---|---|---|
 //! | `Claimed`, `Delivered`, `Retrying`, `LostLease` | Count | rows this invocation claimed, sent, put back for a retry, lost to another relay |
-//! | `Failed` | Count | rows this invocation made FAILED (the alarm fires on any) |
-//! | `PendingRows` | Count | rows waiting (PENDING or IN_FLIGHT) seen in the due index, at most [`BACKLOG_SAMPLE`] per shard (scheduled sweeps only) |
-//! | `OldestPendingAgeSeconds` | Seconds | age (since `created_at`) of the oldest of those rows; 0 when none waits (scheduled sweeps only) |
+//! | `Failed` | Count | rows this invocation made FAILED |
+//! | `FailedRows` | Count | rows in FAILED now, until redriven (scheduled sweeps only; the FAILED alarm) |
+//! | `OldestPendingAgeSeconds` | Seconds | age (since `created_at`) of the oldest PENDING or IN_FLIGHT row; 0 when none waits (scheduled sweeps only; the age alarm) |
 //!
-//! The backlog gauges are measured on the scheduled sweep (once a minute), not
-//! on every stream-triggered invocation: 16 small queries, and a BatchGetItem
-//! for the rows found, which in a healthy system are none.
+//! The two gauges are measured on the scheduled sweep (once a minute), not on
+//! every stream-triggered invocation: three small Queries on the audit's
+//! `by_status` index ([`Backlog::read`]).
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use aws_sdk_dynamodb::Client;
 use serde_json::{json, Map, Value};
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::outbox::row::{epoch_ms, DUE_SHARDS};
-use crate::outbox::store::DUE_INDEX;
+use crate::audit::AuditQuery;
+use crate::outbox::row::epoch_ms;
+use crate::outbox::Status;
 use crate::relay::RelayReport;
 
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "RaffleOutbox";
 /// The dimension every metric carries: which outbox (one per stack).
 pub const DIMENSION: &str = "OutboxTable";
-/// Due-index rows looked at per shard for the backlog gauges.
-pub const BACKLOG_SAMPLE: i32 = 100;
 
 /// One EMF record: metrics sharing a timestamp, namespace and dimensions.
 #[derive(Debug, Clone)]
@@ -96,11 +92,37 @@ impl Emf {
     }
 }
 
-/// What the due index says is waiting.
+/// The outbox's standing state, from the `by_status` index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
-    pub rows: usize,
+    /// Rows in FAILED now (they stay until redriven).
+    pub failed_rows: u64,
+    /// Age of the oldest PENDING or IN_FLIGHT row; 0 when none waits.
     pub oldest_age_seconds: i64,
+}
+
+impl Backlog {
+    /// Three small Queries on `by_status` (the audit's own, see
+    /// [`AuditQuery`]): the FAILED count and the oldest PENDING and IN_FLIGHT
+    /// rows. Exact, whatever the table's size.
+    pub async fn read(query: &AuditQuery, now: OffsetDateTime) -> anyhow::Result<Backlog> {
+        let (failed_rows, pending, in_flight) = futures::try_join!(
+            query.count(Status::Failed),
+            query.oldest(Status::Pending),
+            query.oldest(Status::InFlight),
+        )?;
+        let oldest_age_seconds = [pending, in_flight]
+            .into_iter()
+            .flatten()
+            .filter_map(|row| OffsetDateTime::parse(&row.created_at, &Rfc3339).ok())
+            .map(|created| (now - created).whole_seconds().max(0))
+            .max()
+            .unwrap_or(0);
+        Ok(Backlog {
+            failed_rows,
+            oldest_age_seconds,
+        })
+    }
 }
 
 /// One relay invocation's record.
@@ -120,88 +142,14 @@ pub fn relay_invocation(
         .metric("LostLease", "Count", count(report.lost_lease));
     match backlog {
         None => emf,
-        Some(b) => emf.metric("PendingRows", "Count", count(b.rows)).metric(
-            "OldestPendingAgeSeconds",
-            "Seconds",
-            b.oldest_age_seconds as f64,
-        ),
+        Some(b) => emf
+            .metric("FailedRows", "Count", b.failed_rows as f64)
+            .metric(
+                "OldestPendingAgeSeconds",
+                "Seconds",
+                b.oldest_age_seconds as f64,
+            ),
     }
-}
-
-/// Samples the due index: up to [`BACKLOG_SAMPLE`] rows per shard, those due
-/// soonest, and the age of the oldest PENDING or IN_FLIGHT row among them.
-/// Exact while fewer than 16 × [`BACKLOG_SAMPLE`] rows wait; beyond that a
-/// lower bound (and then the FAILED alarm is the louder signal anyway).
-pub async fn backlog(
-    client: &Client,
-    table: &str,
-    now: OffsetDateTime,
-) -> Result<Backlog, aws_sdk_dynamodb::Error> {
-    let mut ids = Vec::new();
-    for shard in 0..DUE_SHARDS {
-        let page = client
-            .query()
-            .table_name(table)
-            .index_name(DUE_INDEX)
-            .key_condition_expression("due_shard = :s")
-            .expression_attribute_values(":s", AttributeValue::S(shard.to_string()))
-            .limit(BACKLOG_SAMPLE)
-            .send()
-            .await?;
-        ids.extend(
-            page.items()
-                .iter()
-                .filter_map(|item| item.get("id").cloned()),
-        );
-    }
-    let mut backlog = Backlog::default();
-    for chunk in ids.chunks(100) {
-        let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
-            .iter()
-            .map(|id| HashMap::from([("id".to_string(), id.clone())]))
-            .collect();
-        while !keys.is_empty() {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .projection_expression("created_at, #s")
-                .expression_attribute_names("#s", "status")
-                .build()?;
-            let out = client
-                .batch_get_item()
-                .request_items(table, request)
-                .send()
-                .await?;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(table))
-                .into_iter()
-                .flatten()
-            {
-                let status = item.get("status").and_then(|s| s.as_s().ok());
-                if !matches!(status.map(String::as_str), Some("PENDING" | "IN_FLIGHT")) {
-                    continue;
-                }
-                backlog.rows += 1;
-                let created = item
-                    .get("created_at")
-                    .and_then(|c| c.as_s().ok())
-                    .and_then(|c| {
-                        OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339)
-                            .ok()
-                    });
-                if let Some(created) = created {
-                    let age = (now - created).whole_seconds().max(0);
-                    backlog.oldest_age_seconds = backlog.oldest_age_seconds.max(age);
-                }
-            }
-            keys = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-        }
-    }
-    Ok(backlog)
 }
 
 #[cfg(test)]
@@ -219,7 +167,7 @@ mod tests {
             lost_lease: 0,
         };
         let backlog = Backlog {
-            rows: 2,
+            failed_rows: 2,
             oldest_age_seconds: 90,
         };
         let at = datetime!(2026-11-28 12:00:00.250 UTC);
@@ -237,7 +185,7 @@ mod tests {
                             {"Name": "Retrying", "Unit": "Count"},
                             {"Name": "Failed", "Unit": "Count"},
                             {"Name": "LostLease", "Unit": "Count"},
-                            {"Name": "PendingRows", "Unit": "Count"},
+                            {"Name": "FailedRows", "Unit": "Count"},
                             {"Name": "OldestPendingAgeSeconds", "Unit": "Seconds"},
                         ],
                     }],
@@ -248,7 +196,7 @@ mod tests {
                 "Retrying": 1.0,
                 "Failed": 1.0,
                 "LostLease": 0.0,
-                "PendingRows": 2.0,
+                "FailedRows": 2.0,
                 "OldestPendingAgeSeconds": 90.0,
             })
         );

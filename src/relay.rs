@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use aws_lambda_events::event::dynamodb::Event;
 use bytes::Bytes;
 use time::OffsetDateTime;
 
@@ -19,7 +20,8 @@ use crate::config::Config;
 use crate::failpoint::failpoint;
 use crate::kafka::{Delivery, KafkaError, Message, Producer};
 use crate::outbox::row::{after_failure, epoch_ms, AfterFailure};
-use crate::outbox::{OutboxRow, OutboxStore, StoreError, Written};
+use crate::outbox::store::Holder;
+use crate::outbox::{OutboxRow, OutboxStore, Status, StoreError, Written};
 
 /// The CloudEvents type of every message.
 pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
@@ -27,7 +29,7 @@ pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
 pub const OUTBOX_ID_HEADER: &str = "outbox_id";
 
 /// What one relay pass did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RelayReport {
     pub claimed: usize,
     pub delivered: usize,
@@ -66,6 +68,10 @@ impl Relay {
         }
     }
 
+    pub fn outbox(&self) -> &OutboxStore {
+        &self.outbox
+    }
+
     /// Claims and sends due rows, one batch at a time, until none is due.
     ///
     /// Rows another relay claimed first drop out of the due set (their
@@ -99,6 +105,56 @@ impl Relay {
             .outbox
             .claim(ids, &self.owner, now, lease_until)
             .await?;
+        self.deliver(&rows, Holder::Lease(&self.owner)).await
+    }
+
+    /// Sends rows the outbox stream handed to this relay, without a claim:
+    /// a stream shard is read by one relay at a time, so each new row comes
+    /// to exactly one relay, and the sweep leaves new rows alone for
+    /// `SWEEP_DELAY_SECONDS`. That saves one write per participant. Stream
+    /// images can be old (a redelivered batch, a replayed shard), so the rows'
+    /// current state is read first and only rows still new are sent.
+    pub async fn relay_new(&self, rows: Vec<OutboxRow>) -> Result<RelayReport, StoreError> {
+        let ids: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.status == Status::Pending)
+            .map(|r| r.id.as_str())
+            .collect();
+        let still_new = self.outbox.still_new(&ids).await?;
+        let fresh: Vec<OutboxRow> = rows
+            .into_iter()
+            .filter(|r| still_new.contains(&r.id))
+            .collect();
+        let mut report = RelayReport::default();
+        for batch in fresh.chunks(self.config.relay_batch_size.max(1)) {
+            report += self.deliver(batch, Holder::Fresh).await?;
+        }
+        Ok(report)
+    }
+
+    /// The new rows in a batch of the outbox table's stream (its INSERT
+    /// images). A row that cannot be read is left to the sweep.
+    pub fn new_rows(event: &Event) -> Vec<OutboxRow> {
+        event
+            .records
+            .iter()
+            .filter(|r| r.event_name == "INSERT")
+            .filter_map(|r| match serde_dynamo::from_item(r.change.new_image.clone()) {
+                Ok(row) => Some(row),
+                Err(error) => {
+                    tracing::warn!(event_id = %r.event_id, %error, "outbox stream image unreadable; the sweep will take the row");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Produces the rows in one batch and writes each outcome back.
+    async fn deliver(
+        &self,
+        rows: &[OutboxRow],
+        holder: Holder<'_>,
+    ) -> Result<RelayReport, StoreError> {
         let mut report = RelayReport {
             claimed: rows.len(),
             ..RelayReport::default()
@@ -106,6 +162,11 @@ impl Relay {
         if rows.is_empty() {
             return Ok(report);
         }
+        tracing::debug!(
+            rows = rows.len(),
+            fresh = matches!(holder, Holder::Fresh),
+            "delivering a batch"
+        );
         failpoint("after_claim").await;
         let messages: Vec<Message> = rows
             .iter()
@@ -114,24 +175,42 @@ impl Relay {
             .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
         let results = self.producer.send(&messages).await;
         failpoint("after_ack").await;
-        for (n, (row, result)) in rows.iter().zip(results).enumerate() {
-            if n == 1 {
-                failpoint("during_mark").await;
-            }
-            let written = match result {
+
+        let mut marks = Vec::new();
+        let mut written = Vec::new();
+        for (row, result) in rows.iter().zip(&results) {
+            match result {
                 Ok(delivery) => {
-                    self.log_send_response(row, &delivery);
-                    report.delivered += 1;
-                    self.outbox
-                        .mark_delivered(&row.id, &self.owner, &delivery, OffsetDateTime::now_utc())
-                        .await?
+                    self.log_send_response(row, delivery);
+                    marks.push((row.id.as_str(), delivery));
                 }
-                Err(error) => self.after_send_failure(row, &error, &mut report).await?,
-            };
-            if written == Written::ConditionFailed {
-                tracing::warn!(outbox_id = %row.id, "lease lost before the row was marked; another relay owns it");
-                report.lost_lease += 1;
+                Err(error) => written.push((
+                    row,
+                    self.after_send_failure(row, holder, error, &mut report)
+                        .await?,
+                )),
             }
+        }
+        report.delivered = marks.len();
+        let now = OffsetDateTime::now_utc();
+        let marked = self
+            .outbox
+            .mark_delivered_all(&marks, holder, now, || failpoint("during_mark"))
+            .await;
+        let delivered_rows = rows
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(row, _)| row);
+        for (row, result) in delivered_rows.zip(marked) {
+            written.push((row, result?));
+        }
+        for (row, _) in written
+            .iter()
+            .filter(|(_, w)| *w == Written::ConditionFailed)
+        {
+            tracing::warn!(outbox_id = %row.id, "row changed hands before it was marked; the other relay will send it");
+            report.lost_lease += 1;
         }
         Ok(report)
     }
@@ -170,12 +249,15 @@ impl Relay {
     async fn after_send_failure(
         &self,
         row: &OutboxRow,
+        holder: Holder<'_>,
         error: &KafkaError,
         report: &mut RelayReport,
     ) -> Result<Written, StoreError> {
         let text = error.to_string();
+        // A fresh row's send was its first attempt; a claimed row's claim counted it.
+        let attempts = row.attempts.max(1);
         match after_failure(
-            row.attempts,
+            attempts,
             self.config.max_attempts,
             error.is_retriable(),
             fastrand::f64(),
@@ -184,14 +266,12 @@ impl Relay {
                 tracing::warn!(outbox_id = %row.id, attempts = row.attempts, retry_in_ms = ms, error = %text, "kafka send failed; will retry");
                 report.retrying += 1;
                 let due = epoch_ms(OffsetDateTime::now_utc()) + ms;
-                self.outbox
-                    .mark_retry(&row.id, &self.owner, &text, due)
-                    .await
+                self.outbox.mark_retry(&row.id, holder, &text, due).await
             }
             AfterFailure::GiveUp => {
                 tracing::error!(outbox_id = %row.id, attempts = row.attempts, error = %text, "kafka send failed; row is FAILED");
                 report.failed += 1;
-                self.outbox.mark_failed(&row.id, &self.owner, &text).await
+                self.outbox.mark_failed(&row.id, holder, &text).await
             }
         }
     }

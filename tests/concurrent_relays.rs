@@ -17,7 +17,9 @@ const RELAYS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn four_relays_send_each_row_exactly_once() {
-    let env = common::env().await;
+    let mut env = common::env().await;
+    // This test is about the sweep path: new rows are due for it at once.
+    env.config.sweep_delay_seconds = 0;
     let records: Vec<serde_json::Value> = (0..ROWS)
         .map(|i| {
             json!({
@@ -33,7 +35,7 @@ async fn four_relays_send_each_row_exactly_once() {
         })
         .collect();
     let event: Event = serde_json::from_value(json!({ "Records": records })).unwrap();
-    let handler = StreamHandler::new(env.outbox.clone(), env.config.max_message_bytes);
+    let handler = StreamHandler::new(env.outbox.clone(), &env.config);
     assert!(handler.handle(&event).await.batch_item_failures.is_empty());
 
     let mut relays = Vec::new();

@@ -11,10 +11,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use raffle_outbox::demo;
+use raffle_outbox::outbox::store::MARK_BATCH;
 use raffle_outbox::outbox::Status;
 use raffle_outbox::relay::OUTBOX_ID_HEADER;
 
-const PARTICIPANTS: usize = 20;
+const PARTICIPANTS: usize = 40;
 
 /// `raffle-outbox run --until-idle` on the test's tables and topic.
 fn relay_command(env: &common::TestEnv) -> Command {
@@ -46,15 +47,25 @@ fn run_and_kill_at(env: &common::TestEnv, failpoint: &str) {
             }
         }
     });
-    let reached = rx.recv_timeout(Duration::from_secs(60));
+    let reached = rx.recv_timeout(Duration::from_secs(180));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     reached.unwrap_or_else(|_| panic!("the relay never reached failpoint {failpoint}"));
 }
 
-/// Crashes at `failpoint`, restarts, and returns how many participants were
-/// sent twice.
-async fn crash_and_recover(failpoint: &str) -> usize {
+/// What the crash left behind and what recovery made of it.
+struct Recovery {
+    /// Rows the broker had acknowledged when the relay died.
+    sent_before_crash: usize,
+    /// Of those, rows already marked DELIVERED.
+    marked_before_crash: usize,
+    /// Participants on the topic more than once after recovery.
+    duplicated: usize,
+}
+
+/// Crashes at `failpoint`, restarts, checks that every participant ends
+/// DELIVERED and on the topic, and counts the duplicates.
+async fn crash_and_recover(failpoint: &str) -> Recovery {
     let env = common::env().await;
     let (ids, items): (Vec<String>, Vec<serde_json::Value>) =
         (0..PARTICIPANTS).map(demo::sample_participant).unzip();
@@ -63,6 +74,13 @@ async fn crash_and_recover(failpoint: &str) -> usize {
         .unwrap();
 
     run_and_kill_at(&env, failpoint);
+    let sent_before_crash = env.read_topic(0).len();
+    let marked_before_crash = env
+        .rows()
+        .await
+        .iter()
+        .filter(|r| r.status == Status::Delivered)
+        .count();
     let status = relay_command(&env)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -105,20 +123,42 @@ async fn crash_and_recover(failpoint: &str) -> usize {
         PARTICIPANTS,
         "{failpoint}: a resend carries the same key and outbox id"
     );
-    sends.values().filter(|&&n| n > 1).count()
+    assert!(sends.values().all(|&n| n <= 2));
+    Recovery {
+        sent_before_crash,
+        marked_before_crash,
+        duplicated: sends.values().filter(|&&n| n > 1).count(),
+    }
 }
+
+// The first batch is whatever the stream shows at the first poll (often all
+// 40 participants, not always), so the tests check the relation between
+// what was sent, what was marked and what was duplicated, not fixed numbers.
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_claim_nothing_is_duplicated() {
-    assert_eq!(crash_and_recover("after_claim").await, 0);
+    let r = crash_and_recover("after_claim").await;
+    assert_eq!((r.sent_before_crash, r.duplicated), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_the_ack_the_unmarked_batch_is_sent_again() {
-    assert_eq!(crash_and_recover("after_ack").await, PARTICIPANTS);
+    let r = crash_and_recover("after_ack").await;
+    assert!(r.sent_before_crash > 0);
+    assert_eq!(r.marked_before_crash, 0);
+    assert_eq!(
+        r.duplicated, r.sent_before_crash,
+        "exactly the acknowledged, unmarked rows"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_during_the_marks_only_unmarked_rows_are_sent_again() {
-    assert_eq!(crash_and_recover("during_mark").await, PARTICIPANTS - 1);
+    let r = crash_and_recover("during_mark").await;
+    assert_eq!(
+        r.marked_before_crash,
+        r.sent_before_crash.min(MARK_BATCH),
+        "one mark transaction was written"
+    );
+    assert_eq!(r.duplicated, r.sent_before_crash - r.marked_before_crash);
 }

@@ -49,7 +49,8 @@ fn batch(records: Vec<serde_json::Value>) -> Event {
 /// and REMOVE make none at all.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_records_are_rejected_and_the_rest_is_delivered_once() {
-    let env = common::env().await;
+    let mut env = common::env().await;
+    env.config.sweep_delay_seconds = 0; // the sweep sends the good row right away
     let good = json!({"id": {"S": "good-1"}, "name": {"S": "Ada"}, "tickets": {"N": "3"}});
     let mut keys_only = record("ev-keys-only", "106", "INSERT", json!(null));
     keys_only["dynamodb"]
@@ -82,7 +83,7 @@ async fn bad_records_are_rejected_and_the_rest_is_delivered_once() {
         record("ev-remove", "105", "REMOVE", json!(null)),
         keys_only,
     ]);
-    let handler = StreamHandler::new(env.outbox.clone(), env.config.max_message_bytes);
+    let handler = StreamHandler::new(env.outbox.clone(), &env.config);
 
     let first = handler.handle(&event).await;
     let retried = handler.handle(&event).await;
@@ -159,7 +160,7 @@ async fn unwritable_records_are_reported_per_record() {
         .send()
         .await
         .unwrap();
-    let handler = StreamHandler::new(env.outbox.clone(), env.config.max_message_bytes);
+    let handler = StreamHandler::new(env.outbox.clone(), &env.config);
     let event = batch(vec![
         record("ev-a", "200", "INSERT", json!({"id": {"S": "a"}})),
         record("ev-b", "201", "INSERT", json!({"id": {"S": "b"}})),

@@ -1,11 +1,12 @@
 //! `template.yaml` declares the same tables as `migrations/`: keys,
-//! attributes, indexes, billing, stream view and encryption may not drift.
+//! attributes, indexes (with their projected attributes), billing, stream
+//! view, encryption and time to live may not drift.
 
-use raffle_outbox::migrate::{CreateTable, MIGRATIONS};
+use raffle_outbox::migrate::{final_table, CreateTable, TtlSpec};
 use serde_json::{json, Value};
 
-/// The table as the migration defines it, in CloudFormation's spelling.
-fn from_migration(spec: &CreateTable) -> Value {
+/// The table as the migrations leave it, in CloudFormation's spelling.
+fn from_migration(spec: &CreateTable, ttl: Option<&TtlSpec>) -> Value {
     json!({
         "AttributeDefinitions": spec.attribute_definitions.iter()
             .map(|a| json!({"AttributeName": a.attribute_name, "AttributeType": a.attribute_type}))
@@ -18,11 +19,20 @@ fn from_migration(spec: &CreateTable) -> Value {
             "KeySchema": i.key_schema.iter()
                 .map(|k| json!({"AttributeName": k.attribute_name, "KeyType": k.key_type}))
                 .collect::<Vec<_>>(),
-            "Projection": {"ProjectionType": i.projection.projection_type},
+            "Projection": if i.projection.non_key_attributes.is_empty() {
+                json!({"ProjectionType": i.projection.projection_type})
+            } else {
+                json!({
+                    "ProjectionType": i.projection.projection_type,
+                    "NonKeyAttributes": i.projection.non_key_attributes,
+                })
+            },
         })).collect::<Vec<_>>(),
         "BillingMode": spec.billing_mode,
         "StreamViewType": spec.stream_specification.as_ref().map(|s| s.stream_view_type.clone()),
         "SSEEnabled": spec.sse_specification.as_ref().map(|s| s.enabled),
+        "TimeToLiveSpecification": ttl
+            .map(|t| json!({"AttributeName": t.attribute_name, "Enabled": t.enabled})),
     })
 }
 
@@ -35,6 +45,7 @@ fn from_template(properties: &Value) -> Value {
         "BillingMode": properties["BillingMode"],
         "StreamViewType": properties["StreamSpecification"]["StreamViewType"],
         "SSEEnabled": properties["SSESpecification"]["SSEEnabled"],
+        "TimeToLiveSpecification": properties.get("TimeToLiveSpecification").cloned(),
     })
 }
 
@@ -48,15 +59,11 @@ fn template_tables_match_the_migrations() {
         ("ParticipantsTable", "participants"),
         ("OutboxTable", "outbox"),
     ] {
-        let spec = MIGRATIONS
-            .iter()
-            .map(|m| m.create_table().unwrap())
-            .find(|spec| spec.table_name == logical)
-            .unwrap();
+        let (spec, ttl) = final_table(logical).unwrap();
         let properties = &template["Resources"][resource]["Properties"];
         assert_eq!(
             from_template(properties),
-            from_migration(&spec),
+            from_migration(&spec, ttl.as_ref()),
             "{resource} drifted from migrations/"
         );
         assert_eq!(
@@ -169,7 +176,7 @@ fn alarms_watch_the_relays_metrics() {
     )
     .to_json();
     for (alarm, metric) in [
-        ("FailedRowsAlarm", "Failed"),
+        ("FailedRowsAlarm", "FailedRows"),
         ("OldestPendingAgeAlarm", "OldestPendingAgeSeconds"),
     ] {
         let p = &template["Resources"][alarm]["Properties"];

@@ -1,16 +1,24 @@
 //! The operator's command line: the local stack, migrations, the local
-//! pipeline and the demo.
+//! pipeline and the demo; the audit, redrive, verify and retention.
 
 use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use raffle_outbox::audit::export::{self, Format};
+use raffle_outbox::audit::show::{list_line, render_row, row_json, LIST_HEADER};
+use raffle_outbox::audit::summary::Summary;
+use raffle_outbox::audit::time_range::parse_time;
+use raffle_outbox::audit::{parse_status, AuditQuery, Pages, TimeRange};
 use raffle_outbox::config::{aws_clients, default_to_local_stack};
 use raffle_outbox::local::{self, StackConfig};
 use raffle_outbox::outbox::OutboxStore;
+use raffle_outbox::outbox::Status;
 use raffle_outbox::register::Registrar;
 use raffle_outbox::{demo, migrate, pipeline::Pipeline, telemetry, Config};
+use raffle_outbox::{redrive, retention, verify};
+use time::OffsetDateTime;
 
 /// Every raffle participant saved in DynamoDB reaches the Kafka topic, and
 /// the outbox table proves it.
@@ -55,6 +63,125 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         participants: usize,
     },
+    /// Measure the performance figures on the local stack (see README).
+    Bench {
+        #[arg(long, default_value_t = 20_000)]
+        participants: usize,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the outbox: counts, rows by state, one row, one participant, exports.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+    /// FAILED rows back to PENDING, so the relay sends them again.
+    ///
+    /// By --id, or every FAILED row matching the filters (asks first unless
+    /// --yes). REJECTED rows cannot be redriven.
+    Redrive(RedriveArgs),
+    /// Check every DELIVERED row against the topic: a message at its
+    /// partition and offset with its key, outbox id and timestamp. Exits 1
+    /// if anything is missing or different.
+    Verify {
+        #[command(flatten)]
+        window: Window,
+    },
+    /// Bring the DELIVERED rows' `expires_at` in line with RETENTION_DAYS
+    /// (unset: keep forever, so `expires_at` is removed).
+    Retention {
+        /// Days a DELIVERED row is kept after delivery.
+        #[arg(long, env = "RETENTION_DAYS")]
+        days: Option<u32>,
+        /// Count what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `--since` / `--until` on a row's `created_at`: RFC 3339 or a UTC date.
+#[derive(Args)]
+struct Window {
+    /// Rows created at or after this time.
+    #[arg(long, value_parser = parse_time)]
+    since: Option<OffsetDateTime>,
+    /// Rows created before this time.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<OffsetDateTime>,
+}
+
+impl Window {
+    fn range(&self) -> TimeRange {
+        TimeRange::new(self.since, self.until)
+    }
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Rows per state, the oldest PENDING row's age, the FAILED count.
+    Summary {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rows in one state, oldest first.
+    List {
+        #[arg(long, value_parser = parse_status)]
+        status: Status,
+        #[command(flatten)]
+        window: Window,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One row, whole: send response, errors, redrive history, payload.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every outbox row of one participant.
+    Participant {
+        participant_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rows as CSV or JSON lines, streamed (columns: see README "Operating").
+    Export {
+        #[arg(long, value_enum)]
+        format: Format,
+        /// States to export (repeat the flag); default every state.
+        #[arg(long, value_parser = parse_status)]
+        status: Vec<Status>,
+        #[command(flatten)]
+        window: Window,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RedriveArgs {
+    /// The row to redrive (repeat for several).
+    #[arg(long, conflicts_with_all = ["since", "until", "error_contains"])]
+    id: Vec<String>,
+    #[command(flatten)]
+    window: Window,
+    /// Only rows whose last error contains this text.
+    #[arg(long)]
+    error_contains: Option<String>,
+    /// At most this many rows.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Show what would be redriven; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask before a bulk redrive.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Subcommand)]
@@ -114,7 +241,7 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
         } => {
             let idle = until_idle.then(|| Duration::from_secs(idle_seconds));
             let report = Pipeline::connect(&config).await?.run(idle).await?;
-            println!("{report:?}");
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::Register { json } => {
             let json = if json == "-" {
@@ -137,8 +264,232 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Demo { participants } => return demo(&stack, &config, participants).await,
+        Command::Bench { participants, json } => {
+            let figures = raffle_outbox::bench::run(&config, &stack, participants).await?;
+            if json {
+                println!("{}", serde_json::to_string(&figures)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            }
+        }
+        Command::Audit { action } => audit(&audit_query(&config).await, action).await?,
+        Command::Redrive(args) => return redrive(&audit_query(&config).await, args).await,
+        Command::Verify { window } => {
+            let query = audit_query(&config).await;
+            let bar = export::progress_bar("DELIVERED rows verified");
+            let report = verify::verify(
+                &query,
+                &config.kafka_bootstrap_servers,
+                window.range(),
+                &mut |problem| println!("{problem}"),
+                &|n| progress(&bar, n),
+            )
+            .await?;
+            println!("{report}");
+            if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Retention { days, dry_run } => {
+            let query = audit_query(&config).await;
+            let report = retention::apply(&query, days, dry_run, &|_| {}).await?;
+            let policy = days.map_or("keep forever".to_string(), |d| {
+                format!("{d} days after delivery")
+            });
+            let verb = if dry_run { "would be" } else { "were" };
+            println!(
+                "retention: {policy}; DELIVERED rows: {} {verb} given expires_at, {} {verb} cleared of it, {} already right",
+                report.set, report.removed, report.unchanged
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_query(config: &Config) -> AuditQuery {
+    let (dynamodb, _) = aws_clients().await;
+    AuditQuery::new(dynamodb, &config.outbox_table)
+}
+
+fn progress(bar: &Option<indicatif::ProgressBar>, n: u64) {
+    if let Some(bar) = bar {
+        bar.set_position(n);
+    }
+}
+
+async fn audit(query: &AuditQuery, action: AuditAction) -> anyhow::Result<()> {
+    match action {
+        AuditAction::Summary { json } => {
+            let summary = Summary::read(query, OffsetDateTime::now_utc()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", summary.render());
+            }
+        }
+        AuditAction::List {
+            status,
+            window,
+            limit,
+            json,
+        } => {
+            print_rows(
+                query.by_status(status, window.range(), None),
+                Some(limit),
+                json,
+            )
+            .await?
+        }
+        AuditAction::Participant {
+            participant_id,
+            json,
+        } => print_rows(query.by_participant(&participant_id), None, json).await?,
+        AuditAction::Show { id, json } => {
+            let item = query
+                .item(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no outbox row {id} in {}", query.table()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&row_json(&item)?)?);
+            } else {
+                print!("{}", render_row(&item)?);
+            }
+        }
+        AuditAction::Export {
+            format,
+            status,
+            window,
+            output,
+        } => {
+            let statuses = if status.is_empty() {
+                Status::ALL.to_vec()
+            } else {
+                status
+            };
+            let mut out: Box<dyn std::io::Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let bar = export::progress_bar("rows exported");
+            let started = Instant::now();
+            let rows = export::export(query, &statuses, window.range(), format, &mut out, &|n| {
+                progress(&bar, n)
+            })
+            .await?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{rows} rows exported in {seconds:.1} s ({:.0} rows/s)",
+                rows as f64 / seconds.max(0.001)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints the pages' rows as a table (or JSON lines), at most `limit`.
+async fn print_rows(mut pages: Pages, limit: Option<usize>, json: bool) -> anyhow::Result<()> {
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut printed = 0;
+    if !json {
+        println!("{LIST_HEADER}");
+    }
+    while let Some(page) = pages.next().await? {
+        for row in page {
+            if printed == limit {
+                println!("… more rows: raise --limit, or use `audit export`");
+                return Ok(());
+            }
+            if json {
+                println!("{}", serde_json::to_string(&row)?);
+            } else {
+                println!("{}", list_line(&row));
+            }
+            printed += 1;
+        }
+    }
+    if !json {
+        println!("{printed} row(s)");
+    }
+    Ok(())
+}
+
+async fn redrive(query: &AuditQuery, args: RedriveArgs) -> anyhow::Result<ExitCode> {
+    let selection = redrive::Selection {
+        ids: args.id,
+        range: args.window.range(),
+        error_contains: args.error_contains,
+        limit: args.limit,
+    };
+    let plan = redrive::plan(query, &selection).await?;
+    for refusal in &plan.refused {
+        println!("cannot redrive {}: {}", refusal.id, refusal.reason);
+    }
+    for c in &plan.candidates {
+        println!(
+            "{} {} participant {} created {} attempts {}: {}",
+            if args.dry_run {
+                "would redrive"
+            } else {
+                "redrive"
+            },
+            c.id,
+            c.participant_id.as_deref().unwrap_or("-"),
+            c.created_at,
+            c.attempts,
+            c.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    let n = plan.candidates.len();
+    if args.dry_run || n == 0 {
+        println!(
+            "{n} FAILED row(s) {}redriven",
+            if args.dry_run { "would be " } else { "" }
+        );
+        return Ok(refused_code(&plan));
+    }
+    if selection.is_bulk() && !args.yes {
+        let question = format!("Redrive these {n} FAILED row(s) to PENDING?");
+        if !redrive::confirm(
+            &question,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stderr(),
+        )? {
+            println!("nothing redriven");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let outcome = redrive::redrive(
+        query.client(),
+        query.table(),
+        &plan.candidates,
+        OffsetDateTime::now_utc(),
+        &|_| {},
+    )
+    .await?;
+    for id in &outcome.changed {
+        println!("not redriven {id}: the row changed since it was read (see `audit show {id}`)");
+    }
+    println!(
+        "{} row(s) redriven FAILED → PENDING; the relay sends them on its next sweep",
+        outcome.redriven.len()
+    );
+    Ok(if outcome.changed.is_empty() {
+        refused_code(&plan)
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Non-zero when a row asked for by id could not be redriven.
+fn refused_code(plan: &redrive::Plan) -> ExitCode {
+    if plan.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `local up` and the first half of the demo: servers, topic, tables.

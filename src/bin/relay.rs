@@ -1,17 +1,19 @@
-//! The `relay` Lambda: invoked by the outbox table's stream (new PENDING rows)
-//! and by a schedule (the sweep of rows due for a retry or with an expired
-//! lease). Either way it relays what is due to Kafka, then writes one line of
-//! CloudWatch metrics (EMF, see `raffle_outbox::metrics`); the scheduled sweep
-//! also measures the backlog that the age alarm watches.
+//! The `relay` Lambda: invoked by the outbox table's stream with new rows,
+//! and by a schedule for the sweep of rows due again (retries, expired
+//! leases, rows a failed stream batch left behind). Each invocation writes one
+//! line of CloudWatch metrics (EMF, see `raffle_outbox::metrics`); the
+//! scheduled sweep also measures the backlog that the age alarm watches.
 
 use std::sync::Arc;
 
+use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use raffle_outbox::audit::AuditQuery;
 use raffle_outbox::config::aws_clients;
 use raffle_outbox::kafka::{auth::KafkaAuth, Producer};
-use raffle_outbox::metrics;
+use raffle_outbox::metrics::{self, Backlog};
 use raffle_outbox::outbox::OutboxStore;
-use raffle_outbox::relay::Relay;
+use raffle_outbox::relay::{Relay, RelayReport};
 use raffle_outbox::{telemetry, Config};
 use time::OffsetDateTime;
 
@@ -35,28 +37,39 @@ async fn main() -> Result<(), Error> {
         Arc::new(producer),
         config,
     );
-    let (relay, table, dynamodb) = (&relay, &table, &dynamodb);
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            // Whatever woke us (a stream batch of new rows, or the schedule), the
-            // due index names every row that needs sending, retries included.
-            let report = relay.sweep().await?;
-            tracing::info!(?report, "relay invocation done");
-            let now = OffsetDateTime::now_utc();
-            let backlog = if is_schedule(&event.payload) {
-                match metrics::backlog(dynamodb, table, now).await {
-                    Ok(backlog) => Some(backlog),
-                    Err(error) => {
-                        tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&error), "backlog not measured");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            metrics::relay_invocation(table, &report, backlog, now).emit();
-            Ok::<(), Error>(())
-        },
-    ))
+    let (relay, dynamodb, table) = (&relay, &dynamodb, table.as_str());
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        Box::pin(invoke(relay, dynamodb, table, event.payload))
+    }))
     .await
+}
+
+async fn invoke(
+    relay: &Relay,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    payload: serde_json::Value,
+) -> Result<(), Error> {
+    let scheduled = is_schedule(&payload);
+    let report: RelayReport = if payload.get("Records").is_some() {
+        let batch: Event = serde_json::from_value(payload)?;
+        relay.relay_new(Relay::new_rows(&batch)).await?
+    } else {
+        relay.sweep().await?
+    };
+    tracing::info!(?report, "relay invocation done");
+    let now = OffsetDateTime::now_utc();
+    let backlog = if scheduled {
+        let query = AuditQuery::new(dynamodb.clone(), table);
+        Backlog::read(&query, now)
+            .await
+            .inspect_err(
+                |error| tracing::warn!(error = %format!("{error:#}"), "backlog not measured"),
+            )
+            .ok()
+    } else {
+        None
+    };
+    metrics::relay_invocation(table, &report, backlog, now).emit();
+    Ok(())
 }

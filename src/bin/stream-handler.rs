@@ -15,10 +15,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let (dynamodb, _) = aws_clients().await;
-    let handler = StreamHandler::new(
-        OutboxStore::new(dynamodb, &config.outbox_table),
-        config.max_message_bytes,
-    );
+    let handler = StreamHandler::new(OutboxStore::new(dynamodb, &config.outbox_table), &config);
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         Ok::<DynamoDbEventResponse, Error>(handler.handle(&event.payload).await)

@@ -13,15 +13,18 @@
 
 pub mod auth;
 pub mod connection;
+pub mod fetch;
 pub mod partitioner;
 pub mod produce_request;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use samsa::prelude::protocol::{MetadataRequest, MetadataResponse, ProduceResponse};
+use samsa::prelude::protocol::{
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceResponse,
+};
 use samsa::prelude::{BrokerAddress, KafkaCode};
 use tokio::sync::Mutex;
 
@@ -31,6 +34,8 @@ use produce_request::{ProduceRequest, Record};
 
 /// acks=all: the leader answers once every in-sync replica has the batch.
 const ACKS_ALL: i16 = -1;
+/// How long the broker may wait for the in-sync replicas.
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
 /// What went wrong talking to Kafka.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -174,6 +179,44 @@ impl Producer {
         Ok(self.cluster().await?.leaders.len() as i32)
     }
 
+    /// The end offset (the next offset to be written) of every partition,
+    /// from the partition leaders: how many messages a partition holds.
+    pub async fn end_offsets(&self) -> Result<Vec<i64>, KafkaError> {
+        let cluster = self.cluster().await?;
+        let mut ends = Vec::with_capacity(cluster.leaders.len());
+        for (partition, leader) in cluster.leaders.iter().enumerate() {
+            let address = cluster.brokers.get(leader).ok_or_else(|| {
+                KafkaError::Protocol(format!("leader {leader} is not in the metadata"))
+            })?;
+            let mut connection = connect(address, &self.auth).await?;
+            let bytes = with_timeout(connection.call(|correlation_id| {
+                let mut request = ListOffsetsRequest::new(correlation_id, CLIENT_ID, -1);
+                request.add(&self.topic, partition as i32, -1); // -1: the latest offset
+                request
+            }))
+            .await?;
+            let response = ListOffsetsResponse::try_from(bytes).map_err(|e| {
+                KafkaError::Protocol(format!("unparseable list offsets response: {e:?}"))
+            })?;
+            let answer = response
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .find(|p| p.partition_index == partition as i32)
+                .ok_or_else(|| {
+                    KafkaError::Protocol(format!("no offset for partition {partition}"))
+                })?;
+            if answer.error_code != KafkaCode::None {
+                return Err(KafkaError::Partition {
+                    partition: partition as i32,
+                    code: answer.error_code,
+                });
+            }
+            ends.push(answer.offset);
+        }
+        Ok(ends)
+    }
+
     /// Produces the messages with acks=all and returns one result per
     /// message, in order.
     ///
@@ -229,11 +272,14 @@ impl Producer {
                         partition_answer(response, &self.topic, *partition, *timestamp)
                     }
                 };
-                if let Err(KafkaError::Partition { code, .. } | KafkaError::Topic { code, .. }) =
-                    &partition_result
-                {
-                    refresh |= needs_metadata_refresh(*code);
-                }
+                refresh |= match &partition_result {
+                    Err(KafkaError::Partition { code, .. } | KafkaError::Topic { code, .. }) => {
+                        needs_metadata_refresh(*code)
+                    }
+                    // The leader may have moved or died: ask the cluster again.
+                    Err(KafkaError::Connect(_) | KafkaError::Io(_)) => true,
+                    _ => false,
+                };
                 for (i, &index) in indexes.iter().enumerate() {
                     results[index] = Some(partition_result.clone().map(|first| Delivery {
                         offset: first.offset + i as i64,
@@ -262,7 +308,7 @@ impl Producer {
             let address = cluster.brokers.get(&broker).ok_or_else(|| {
                 KafkaError::Protocol(format!("leader {broker} is not in the metadata"))
             })?;
-            *guard = Some(Connection::connect(address.clone(), &self.auth).await?);
+            *guard = Some(connect(address, &self.auth).await?);
         }
         let connection = guard.as_mut().expect("connected above");
         let timestamp = now_ms();
@@ -284,17 +330,16 @@ impl Producer {
             correlation_id: 0,
             client_id: CLIENT_ID,
             acks: ACKS_ALL,
-            timeout_ms: 30_000,
+            timeout_ms: PRODUCE_TIMEOUT_MS,
             topic: &self.topic,
             timestamp,
             partitions,
         });
-        let answer = connection
-            .call(|correlation_id| ProduceRequest {
-                correlation_id,
-                ..request.take().expect("built once")
-            })
-            .await;
+        let answer = with_timeout(connection.call(|correlation_id| ProduceRequest {
+            correlation_id,
+            ..request.take().expect("built once")
+        }))
+        .await;
         let bytes = match answer {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -328,27 +373,53 @@ impl Producer {
         Ok(cluster)
     }
 
+    /// The partition map from the first bootstrap server that answers.
     async fn fetch_metadata(&self) -> Result<Cluster, KafkaError> {
         let mut last_error = KafkaError::Connect("no bootstrap servers".into());
         for address in &self.bootstrap {
-            let mut connection = match Connection::connect(address.clone(), &self.auth).await {
-                Ok(c) => c,
-                Err(e) => {
-                    last_error = e;
-                    continue;
-                }
-            };
-            let topics = [self.topic.as_str()];
-            let bytes = connection
-                .call(|correlation_id| MetadataRequest::new(correlation_id, CLIENT_ID, &topics))
-                .await?;
-            let response = MetadataResponse::try_from(bytes).map_err(|e| {
-                KafkaError::Protocol(format!("unparseable metadata response: {e:?}"))
-            })?;
-            return cluster_from(response, &self.topic);
+            match self.metadata_from(address).await {
+                Ok(cluster) => return Ok(cluster),
+                // A topic error is the cluster's answer; another server would say the same.
+                Err(e @ KafkaError::Topic { .. }) => return Err(e),
+                Err(e) => last_error = e,
+            }
         }
         Err(last_error)
     }
+
+    async fn metadata_from(&self, address: &BrokerAddress) -> Result<Cluster, KafkaError> {
+        let mut connection = connect(address, &self.auth).await?;
+        let topics = [self.topic.as_str()];
+        let bytes = with_timeout(
+            connection
+                .call(|correlation_id| MetadataRequest::new(correlation_id, CLIENT_ID, &topics)),
+        )
+        .await?;
+        let response = MetadataResponse::try_from(bytes)
+            .map_err(|e| KafkaError::Protocol(format!("unparseable metadata response: {e:?}")))?;
+        cluster_from(response, &self.topic)
+    }
+}
+
+/// How long a request may go unanswered before the connection is given up:
+/// the broker's own produce timeout plus a margin. Without it a broker that
+/// stops answering, but keeps the socket open, would hold the relay (and
+/// its leases) forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(PRODUCE_TIMEOUT_MS as u64 + 5_000);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn connect(address: &BrokerAddress, auth: &KafkaAuth) -> Result<Connection, KafkaError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(address.clone(), auth))
+        .await
+        .map_err(|_| KafkaError::Connect(format!("{}:{}: timed out", address.host, address.port)))?
+}
+
+async fn with_timeout<T>(
+    call: impl std::future::Future<Output = Result<T, KafkaError>>,
+) -> Result<T, KafkaError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, call)
+        .await
+        .map_err(|_| KafkaError::Io(format!("no answer within {REQUEST_TIMEOUT:?}")))?
 }
 
 fn cluster_from(response: MetadataResponse, topic: &str) -> Result<Cluster, KafkaError> {

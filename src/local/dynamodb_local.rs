@@ -421,21 +421,27 @@ impl Drop for DynamoDbInstance {
 }
 
 /// Stops file-backed instances whose test process died before it could stop them (their pid
-/// files are still in the run directory). For `down`.
+/// files are still in the run directory), and removes the logs file-backed instances leave
+/// (one per port, and tests pick a new port each run). For `down`.
 pub(crate) async fn stop_file_backed_leftovers(cfg: &StackConfig) -> anyhow::Result<()> {
     let Ok(entries) = std::fs::read_dir(cfg.run_dir()) else {
         return Ok(());
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let port = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(FILE_BACKED_PREFIX))
-            .and_then(|n| n.strip_suffix(".pid"))
-            .and_then(|p| p.parse::<u16>().ok());
-        if let Some(port) = port {
-            file_backed_service(cfg, port).stop().await?;
-        }
+    let mut ports: Vec<u16> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let rest = name.to_str()?.strip_prefix(FILE_BACKED_PREFIX)?;
+            let port = rest.strip_suffix(".pid").or(rest.strip_suffix(".log"))?;
+            port.parse().ok()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    for port in ports {
+        let service = file_backed_service(cfg, port);
+        service.stop().await?;
+        let _ = std::fs::remove_file(&service.log);
     }
     Ok(())
 }
@@ -478,6 +484,26 @@ mod tests {
             install_dir(Path::new("/h")),
             PathBuf::from("/h/dynamodb-local-1.25.1")
         );
+    }
+
+    #[test]
+    fn file_backed_instances_have_files_of_their_own_per_port() {
+        let cfg = StackConfig {
+            home: "/h".into(),
+            dynamodb_port: 8000,
+            kafka_port: 9092,
+        };
+        let own = file_backed_service(&cfg, 41234);
+        assert_eq!(
+            own.pid_file.path,
+            PathBuf::from("/h/run/dynamodb-local-file-41234.pid")
+        );
+        assert_eq!(
+            own.log,
+            PathBuf::from("/h/run/dynamodb-local-file-41234.log")
+        );
+        assert_eq!(own.address, "http://127.0.0.1:41234");
+        assert_ne!(own.pid_file.path, service(&cfg).pid_file.path);
     }
 
     #[test]

@@ -126,12 +126,14 @@ pub struct Source {
 }
 
 impl OutboxRow {
-    /// A row waiting to be sent.
+    /// A row waiting to be sent, due for the sweep at `due` (the relay the
+    /// outbox stream hands it to sends it before that).
     pub fn pending(
         source: &Source,
         participant_id: String,
         payload: String,
         now: OffsetDateTime,
+        due: OffsetDateTime,
     ) -> OutboxRow {
         let id = row_id(&source.event_id);
         let (payload, payload_gzip) = if payload.len() > INLINE_PAYLOAD_LIMIT {
@@ -141,7 +143,7 @@ impl OutboxRow {
         };
         OutboxRow {
             due_shard: Some(due_shard(&id)),
-            due_at: Some(epoch_ms(now)),
+            due_at: Some(epoch_ms(due)),
             participant_id: Some(participant_id),
             payload,
             payload_gzip,
@@ -304,7 +306,7 @@ mod tests {
     #[test]
     fn pending_rows_are_due_now_and_rejected_rows_never() {
         let now = datetime!(2026-11-28 12:00:00.123456 UTC);
-        let p = OutboxRow::pending(&source("e1"), "p-1".into(), "{}".into(), now);
+        let p = OutboxRow::pending(&source("e1"), "p-1".into(), "{}".into(), now, now);
         assert_eq!(p.status, Status::Pending);
         assert_eq!(p.due_at, Some(1_795_867_200_123));
         assert_eq!(p.created_at, "2026-11-28T12:00:00.123Z");
@@ -319,7 +321,13 @@ mod tests {
     #[test]
     fn rows_round_trip_through_dynamodb_items_without_nulls() {
         let now = datetime!(2026-11-28 12:00:00 UTC);
-        let row = OutboxRow::pending(&source("e1"), "p-1".into(), r#"{"id":"p-1"}"#.into(), now);
+        let row = OutboxRow::pending(
+            &source("e1"),
+            "p-1".into(),
+            r#"{"id":"p-1"}"#.into(),
+            now,
+            now,
+        );
         let item: serde_dynamo::Item = serde_dynamo::to_item(&row).unwrap();
         assert!(!item.contains_key("kafka_offset"), "absent, not NULL");
         assert_eq!(
@@ -334,7 +342,7 @@ mod tests {
     fn large_payloads_are_stored_compressed_and_read_back_exactly() {
         let now = datetime!(2026-11-28 12:00:00 UTC);
         let big = format!(r#"{{"id":"p","bio":"{}"}}"#, "Zoë ".repeat(100_000));
-        let row = OutboxRow::pending(&source("e1"), "p".into(), big.clone(), now);
+        let row = OutboxRow::pending(&source("e1"), "p".into(), big.clone(), now, now);
         assert!(row.payload.is_none());
         assert!(row.payload_gzip.as_ref().unwrap().len() < INLINE_PAYLOAD_LIMIT);
         let item: serde_dynamo::Item = serde_dynamo::to_item(&row).unwrap();
@@ -344,7 +352,7 @@ mod tests {
         ));
         let back: OutboxRow = serde_dynamo::from_item(item).unwrap();
         assert_eq!(back.payload_bytes().unwrap(), big.as_bytes());
-        let small = OutboxRow::pending(&source("e2"), "p".into(), "{}".into(), now);
+        let small = OutboxRow::pending(&source("e2"), "p".into(), "{}".into(), now, now);
         assert_eq!(small.payload_bytes().unwrap(), b"{}");
     }
 

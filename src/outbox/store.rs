@@ -3,9 +3,15 @@
 //! never move a row the wrong way.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConsumedCapacity, Put, ReturnConsumedCapacity, Select, TransactWriteItem,
+    Update,
+};
 use aws_sdk_dynamodb::Client;
 use futures::{stream, StreamExt, TryStreamExt};
 use time::OffsetDateTime;
@@ -18,6 +24,57 @@ pub const DUE_INDEX: &str = "due";
 
 /// How many conditional writes one relay keeps in flight.
 const WRITE_CONCURRENCY: usize = 32;
+
+/// Tries of a state change that failed transiently (0.2 s, 0.4 s … 3.2 s apart).
+const TRANSIENT_RETRIES: u32 = 5;
+
+/// Rows marked DELIVERED per TransactWriteItems request (the service allows
+/// 100). A transaction is all-or-nothing, so one row whose lease was lost
+/// sends the batch down the one-by-one path; 25 keeps that cost small.
+pub const MARK_BATCH: usize = 25;
+
+/// New rows per TransactWriteItems request: the service's limits are 100
+/// items and 4 MB, and a row can hold a 256 KB payload.
+const INSERT_BATCH: usize = 100;
+const INSERT_BATCH_BYTES: usize = 3 * 1024 * 1024;
+
+/// Who may move an IN_FLIGHT-or-new row on: the condition every state change
+/// of the relay is written under.
+#[derive(Debug, Clone, Copy)]
+pub enum Holder<'a> {
+    /// The relay that claimed the row (the sweep path) and holds its lease.
+    Lease(&'a str),
+    /// The relay the outbox stream handed the new row to: it owns the row
+    /// while it is PENDING and untouched (`attempts = 0`); the sweep leaves
+    /// such rows alone until `SWEEP_DELAY_SECONDS` have passed.
+    Fresh,
+}
+
+/// Writes this store made, for the benchmark's writes-per-participant.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    /// Items written (a transaction of 25 items counts 25).
+    pub items: AtomicU64,
+    /// Write capacity units DynamoDB reports as consumed, in tenths.
+    pub capacity_tenths: AtomicU64,
+}
+
+impl WriteStats {
+    fn record(&self, items: usize, capacity: &[ConsumedCapacity]) {
+        self.items.fetch_add(items as u64, Ordering::Relaxed);
+        let units: f64 = capacity.iter().filter_map(|c| c.capacity_units).sum();
+        self.capacity_tenths
+            .fetch_add((units * 10.0).round() as u64, Ordering::Relaxed);
+    }
+
+    pub fn items(&self) -> u64 {
+        self.items.load(Ordering::Relaxed)
+    }
+
+    pub fn capacity_units(&self) -> f64 {
+        self.capacity_tenths.load(Ordering::Relaxed) as f64 / 10.0
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,12 +98,7 @@ impl StoreError {
     {
         let permanent = matches!(
             err.code(),
-            Some(
-                "ValidationException"
-                    | "ResourceNotFoundException"
-                    | "AccessDeniedException"
-                    | "SerializationException"
-            )
+            Some("ValidationException" | "SerializationException")
         );
         let text = DisplayErrorContext(&err).to_string();
         if permanent {
@@ -81,6 +133,7 @@ fn n(value: impl ToString) -> AttributeValue {
 pub struct OutboxStore {
     client: Client,
     table: String,
+    stats: Arc<WriteStats>,
 }
 
 impl OutboxStore {
@@ -88,7 +141,12 @@ impl OutboxStore {
         OutboxStore {
             client,
             table: table.into(),
+            stats: Arc::default(),
         }
+    }
+
+    pub fn stats(&self) -> &WriteStats {
+        &self.stats
     }
 
     pub fn table(&self) -> &str {
@@ -98,20 +156,72 @@ impl OutboxStore {
     /// Writes a new row unless a row with its id exists (a redelivered
     /// stream record): the outbox never gets a second row for one record.
     pub async fn insert(&self, row: &OutboxRow) -> Result<Written, StoreError> {
-        let item = serde_dynamo::to_item(row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let item = to_item(row)?;
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(id)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Written::Yes),
-            Err(e) if is_condition_failure(&e) => Ok(Written::ConditionFailed),
-            Err(e) => Err(StoreError::from_sdk(e)),
+        if let Ok(out) = &result {
+            self.stats.record(1, out.consumed_capacity.as_slice());
         }
+        written(result)
+    }
+
+    /// [`insert`](Self::insert) for many rows, in transactions of conditional
+    /// puts: one request per hundred rows instead of one per row. When a
+    /// transaction is cancelled (some row exists already, or one is refused),
+    /// its rows are written one by one, so each gets its own answer.
+    pub async fn insert_all(&self, rows: &[OutboxRow]) -> Vec<Result<Written, StoreError>> {
+        let mut results = Vec::with_capacity(rows.len());
+        for chunk in insert_chunks(rows) {
+            match self.insert_transaction(chunk).await {
+                Ok(()) => results.extend(chunk.iter().map(|_| Ok(Written::Yes))),
+                Err(_) => {
+                    let singles = chunk.iter().map(|row| self.insert(row)).collect::<Vec<_>>();
+                    results.extend(
+                        stream::iter(singles)
+                            .buffered(WRITE_CONCURRENCY)
+                            .collect::<Vec<_>>()
+                            .await,
+                    );
+                }
+            }
+        }
+        results
+    }
+
+    async fn insert_transaction(&self, rows: &[OutboxRow]) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(row)?))
+                .condition_expression("attribute_not_exists(id)")
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        self.transact(items).await
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        let count = items.len();
+        let out = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e: SdkError<TransactWriteItemsError, _>| StoreError::from_sdk(e))?;
+        self.stats
+            .record(count, out.consumed_capacity.as_deref().unwrap_or_default());
+        Ok(())
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<OutboxRow>, StoreError> {
@@ -125,6 +235,60 @@ impl OutboxStore {
             .await
             .map_err(StoreError::from_sdk)?;
         out.item.map(parse_row).transpose()
+    }
+
+    /// Which of these rows are still new (PENDING, never attempted), read
+    /// consistently. The relay checks this before sending rows from the
+    /// outbox stream, whose images may be old: a redelivered stream batch
+    /// must not send again what was delivered. Reads, not writes: 100 rows
+    /// per request.
+    pub async fn still_new(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut new = std::collections::HashSet::new();
+        for chunk in ids.chunks(100) {
+            let keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|id| HashMap::from([("id".to_string(), s(*id))]))
+                .collect();
+            let mut request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .projection_expression("id, #status, attempts")
+                .expression_attribute_names("#status", "status")
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            loop {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let status = item.get("status").and_then(|v| v.as_s().ok());
+                    let attempts = item.get("attempts").and_then(|v| v.as_n().ok());
+                    if status.map(String::as_str) == Some(Status::Pending.as_str())
+                        && attempts.map(String::as_str) == Some("0")
+                    {
+                        if let Some(AttributeValue::S(id)) = item.get("id") {
+                            new.insert(id.clone());
+                        }
+                    }
+                }
+                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    Some(rest) if !rest.keys.is_empty() => request = rest,
+                    _ => break,
+                }
+            }
+        }
+        Ok(new)
     }
 
     /// Ids of rows due at `now` (PENDING past their backoff, or IN_FLIGHT
@@ -193,10 +357,14 @@ impl OutboxStore {
                     .expression_attribute_values(":until", n(lease_until))
                     .expression_attribute_values(":one", n(1))
                     .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await;
                 match result {
-                    Ok(out) => out.attributes.map(parse_row).transpose(),
+                    Ok(out) => {
+                        self.stats.record(1, out.consumed_capacity.as_slice());
+                        out.attributes.map(parse_row).transpose()
+                    }
                     Err(e) if is_condition_failure(&e) => Ok(None),
                     Err(e) => Err(StoreError::from_sdk(e)),
                 }
@@ -209,88 +377,108 @@ impl OutboxStore {
         Ok(claimed.into_iter().flatten().collect())
     }
 
-    /// IN_FLIGHT → DELIVERED with the broker's answer, if `owner` still holds
-    /// the lease. The row leaves the due index.
-    pub async fn mark_delivered(
+    /// Marks rows DELIVERED with the broker's answers, if `holder` still
+    /// holds them: in transactions of [`MARK_BATCH`], one by one when a
+    /// transaction is cancelled. The rows leave the due index. Answers come
+    /// back in order. `after_first_batch` runs once the first transaction is
+    /// written (the crash tests' `during_mark` failpoint).
+    pub async fn mark_delivered_all<F: std::future::Future<Output = ()>>(
         &self,
-        id: &str,
-        owner: &str,
-        delivery: &Delivery,
+        marks: &[(&str, &Delivery)],
+        holder: Holder<'_>,
         now: OffsetDateTime,
-    ) -> Result<Written, StoreError> {
-        let result = self
-            .owned_update(id, owner)
-            .update_expression(
-                "SET #status = :delivered, kafka_topic = :topic, kafka_partition = :partition, \
-                 kafka_offset = :offset, kafka_timestamp = :timestamp, delivered_at = :now \
-                 REMOVE due_shard, due_at, lease_owner, lease_until",
-            )
-            .expression_attribute_values(":delivered", s(Status::Delivered.as_str()))
-            .expression_attribute_values(":topic", s(&delivery.topic))
-            .expression_attribute_values(":partition", n(delivery.partition))
-            .expression_attribute_values(":offset", n(delivery.offset))
-            .expression_attribute_values(":timestamp", n(delivery.timestamp))
-            .expression_attribute_values(":now", s(rfc3339(now)))
-            .send()
-            .await;
-        written(result)
+        after_first_batch: impl FnOnce() -> F,
+    ) -> Vec<Result<Written, StoreError>> {
+        let mut after_first_batch = Some(after_first_batch);
+        let mut results = Vec::with_capacity(marks.len());
+        for chunk in marks.chunks(MARK_BATCH) {
+            let transitions: Vec<Transition> = chunk
+                .iter()
+                .map(|(id, delivery)| Transition::delivered(id, holder, delivery, now))
+                .collect();
+            let items = transitions
+                .iter()
+                .map(|t| t.transact_item(&self.table))
+                .collect::<Result<Vec<_>, _>>();
+            let in_one = match items {
+                Ok(items) => self.transact(items).await.is_ok(),
+                Err(_) => false,
+            };
+            match in_one {
+                true => results.extend(chunk.iter().map(|_| Ok(Written::Yes))),
+                false => {
+                    let singles = transitions
+                        .iter()
+                        .map(|t| self.apply(t))
+                        .collect::<Vec<_>>();
+                    results.extend(
+                        stream::iter(singles)
+                            .buffered(WRITE_CONCURRENCY)
+                            .collect::<Vec<_>>()
+                            .await,
+                    );
+                }
+            }
+            if let Some(hook) = after_first_batch.take() {
+                hook().await;
+            }
+        }
+        results
     }
 
-    /// IN_FLIGHT → PENDING, due again at `due_at` (epoch ms), keeping the error.
+    /// Back to PENDING, due again at `due_at` (epoch ms), keeping the error.
     pub async fn mark_retry(
         &self,
         id: &str,
-        owner: &str,
+        holder: Holder<'_>,
         error: &str,
         due_at: i64,
     ) -> Result<Written, StoreError> {
-        let result = self
-            .owned_update(id, owner)
-            .update_expression(
-                "SET #status = :pending, last_error = :error, due_at = :due REMOVE lease_owner, lease_until",
-            )
-            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-            .expression_attribute_values(":error", s(error))
-            .expression_attribute_values(":due", n(due_at))
-            .send()
-            .await;
-        written(result)
+        self.apply(&Transition::retry(id, holder, error, due_at))
+            .await
     }
 
-    /// IN_FLIGHT → FAILED with the last error; the row leaves the due index
-    /// until an operator redrives it.
+    /// FAILED with the last error; the row leaves the due index until an
+    /// operator redrives it.
     pub async fn mark_failed(
         &self,
         id: &str,
-        owner: &str,
+        holder: Holder<'_>,
         error: &str,
     ) -> Result<Written, StoreError> {
-        let result = self
-            .owned_update(id, owner)
-            .update_expression(
-                "SET #status = :failed, last_error = :error REMOVE due_shard, due_at, lease_owner, lease_until",
-            )
-            .expression_attribute_values(":failed", s(Status::Failed.as_str()))
-            .expression_attribute_values(":error", s(error))
-            .send()
-            .await;
-        written(result)
+        self.apply(&Transition::failed(id, holder, error)).await
     }
 
-    /// An update that holds only while `owner` has the row IN_FLIGHT.
-    fn owned_update(
-        &self,
-        id: &str,
-        owner: &str,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .condition_expression("#status = :in_flight_now AND lease_owner = :me")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":in_flight_now", s(Status::InFlight.as_str()))
-            .expression_attribute_values(":me", s(owner))
+    /// Writes one transition, retrying transient failures for a few seconds:
+    /// a mark lost to a short DynamoDB hiccup would otherwise send the row
+    /// again after its lease.
+    async fn apply(&self, t: &Transition) -> Result<Written, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("id", s(&t.id))
+                .update_expression(&t.update)
+                .condition_expression(&t.condition)
+                .set_expression_attribute_names(Some(t.names.clone()))
+                .set_expression_attribute_values(Some(t.values.clone()))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            if let Ok(out) = &result {
+                self.stats.record(1, out.consumed_capacity.as_slice());
+            }
+            match written(result) {
+                Err(StoreError::Transient(error)) if attempt < TRANSIENT_RETRIES => {
+                    tracing::warn!(outbox_id = %t.id, %error, attempt, "outbox update failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Every row (tests and the demo's report; tables of millions use audit).
@@ -320,6 +508,142 @@ fn written<T, E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt
         Ok(_) => Ok(Written::Yes),
         Err(e) if is_condition_failure(&e) => Ok(Written::ConditionFailed),
         Err(e) => Err(StoreError::from_sdk(e)),
+    }
+}
+
+fn to_item(row: &OutboxRow) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    serde_dynamo::to_item(row).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Consecutive rows, at most [`INSERT_BATCH`] and about [`INSERT_BATCH_BYTES`] a chunk.
+fn insert_chunks(rows: &[OutboxRow]) -> Vec<&[OutboxRow]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let size = row.payload.as_ref().map_or(0, String::len)
+            + row.payload_gzip.as_ref().map_or(0, Vec::len)
+            + row.raw_image.as_ref().map_or(0, String::len)
+            + 512;
+        if i > start && (i - start == INSERT_BATCH || bytes + size > INSERT_BATCH_BYTES) {
+            chunks.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        chunks.push(&rows[start..]);
+    }
+    chunks
+}
+
+/// One conditional state change of a row, written alone (UpdateItem) or in
+/// a transaction (TransactWriteItems) from the same expressions.
+struct Transition {
+    id: String,
+    update: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Transition {
+    /// The condition and the bookkeeping every transition of `holder` carries.
+    fn new(id: &str, holder: Holder<'_>, set: &str, remove: &[&str]) -> Transition {
+        let mut values = HashMap::new();
+        let mut set = set.to_string();
+        let mut remove = remove.to_vec();
+        let condition = match holder {
+            Holder::Lease(owner) => {
+                values.insert(":held_status".to_string(), s(Status::InFlight.as_str()));
+                values.insert(":me".to_string(), s(owner));
+                remove.extend(["lease_owner", "lease_until"]);
+                "#status = :held_status AND lease_owner = :me"
+            }
+            Holder::Fresh => {
+                values.insert(":held_status".to_string(), s(Status::Pending.as_str()));
+                values.insert(":zero".to_string(), n(0));
+                values.insert(":one".to_string(), n(1));
+                set.push_str(", attempts = :one");
+                "#status = :held_status AND attempts = :zero"
+            }
+        };
+        let mut update = format!("SET {set}");
+        if !remove.is_empty() {
+            update.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        Transition {
+            id: id.to_string(),
+            update,
+            condition: condition.to_string(),
+            names: HashMap::from([("#status".to_string(), "status".to_string())]),
+            values,
+        }
+    }
+
+    fn delivered(
+        id: &str,
+        holder: Holder<'_>,
+        delivery: &Delivery,
+        now: OffsetDateTime,
+    ) -> Transition {
+        let mut t = Transition::new(
+            id,
+            holder,
+            "#status = :delivered, kafka_topic = :topic, kafka_partition = :partition, \
+             kafka_offset = :offset, kafka_timestamp = :timestamp, delivered_at = :now",
+            &["due_shard", "due_at"],
+        );
+        t.values.extend([
+            (":delivered".to_string(), s(Status::Delivered.as_str())),
+            (":topic".to_string(), s(&delivery.topic)),
+            (":partition".to_string(), n(delivery.partition)),
+            (":offset".to_string(), n(delivery.offset)),
+            (":timestamp".to_string(), n(delivery.timestamp)),
+            (":now".to_string(), s(rfc3339(now))),
+        ]);
+        t
+    }
+
+    fn retry(id: &str, holder: Holder<'_>, error: &str, due_at: i64) -> Transition {
+        let mut t = Transition::new(
+            id,
+            holder,
+            "#status = :pending, last_error = :error, due_at = :due",
+            &[],
+        );
+        t.values.extend([
+            (":pending".to_string(), s(Status::Pending.as_str())),
+            (":error".to_string(), s(error)),
+            (":due".to_string(), n(due_at)),
+        ]);
+        t
+    }
+
+    fn failed(id: &str, holder: Holder<'_>, error: &str) -> Transition {
+        let mut t = Transition::new(
+            id,
+            holder,
+            "#status = :failed, last_error = :error",
+            &["due_shard", "due_at"],
+        );
+        t.values.extend([
+            (":failed".to_string(), s(Status::Failed.as_str())),
+            (":error".to_string(), s(error)),
+        ]);
+        t
+    }
+
+    fn transact_item(&self, table: &str) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(table)
+            .key("id", s(&self.id))
+            .update_expression(&self.update)
+            .condition_expression(&self.condition)
+            .set_expression_attribute_names(Some(self.names.clone()))
+            .set_expression_attribute_values(Some(self.values.clone()))
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 }
 

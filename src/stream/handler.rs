@@ -12,18 +12,18 @@
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use futures::{stream, StreamExt};
+use std::time::Duration;
+
 use time::OffsetDateTime;
 
-use crate::outbox::{OutboxRow, OutboxStore, Source, StoreError, Written};
+use crate::config::Config;
+use crate::outbox::{OutboxRow, OutboxStore, Source, Status, StoreError, Written};
 use crate::participant::{Participant, ID_ATTRIBUTE};
-
-/// How many puts one batch keeps in flight.
-const PUT_CONCURRENCY: usize = 16;
 
 pub struct StreamHandler {
     outbox: OutboxStore,
     max_message_bytes: usize,
+    sweep_delay: Duration,
 }
 
 /// What happened to one stream record.
@@ -32,36 +32,49 @@ enum Outcome {
     Written,
     AlreadyThere,
     Rejected,
-    /// MODIFY and REMOVE: a registration is the INSERT.
-    Ignored,
     /// Transient: reported back so the record is delivered again.
     Retry,
 }
 
 impl StreamHandler {
-    pub fn new(outbox: OutboxStore, max_message_bytes: usize) -> StreamHandler {
+    pub fn new(outbox: OutboxStore, config: &Config) -> StreamHandler {
         StreamHandler {
             outbox,
-            max_message_bytes,
+            max_message_bytes: config.max_message_bytes,
+            sweep_delay: Duration::from_secs(config.sweep_delay_seconds),
         }
     }
 
     pub async fn handle(&self, event: &Event) -> DynamoDbEventResponse {
-        // The futures are built before they are streamed: a closure that
-        // borrows the records inside the stream would make this future not
-        // `Send` (rustc's higher-ranked lifetime limitation), and the local
-        // pipeline runs in a spawned task.
-        let handled: Vec<_> = event
+        // MODIFY and REMOVE make no row: a registration is the INSERT.
+        let inserts: Vec<&EventRecord> = event
             .records
             .iter()
-            .map(|record| self.handle_record(record))
+            .filter(|r| r.event_name == "INSERT")
             .collect();
-        let results: Vec<Outcome> = stream::iter(handled)
-            .buffered(PUT_CONCURRENCY)
-            .collect()
-            .await;
-        let outcomes: Vec<(Outcome, &EventRecord)> =
-            results.into_iter().zip(&event.records).collect();
+        let now = OffsetDateTime::now_utc();
+        let rows: Vec<OutboxRow> = inserts
+            .iter()
+            .map(|record| self.row_for(record, now))
+            .collect();
+        let written = self.outbox.insert_all(&rows).await;
+
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for ((record, row), result) in inserts.iter().zip(&rows).zip(written) {
+            let outcome = match result {
+                Ok(Written::Yes) if row.status == Status::Rejected => Outcome::Rejected,
+                Ok(Written::Yes) => Outcome::Written,
+                Ok(Written::ConditionFailed) => Outcome::AlreadyThere,
+                Err(StoreError::Permanent(error)) => {
+                    self.reject_unstorable(row, record, error, now).await
+                }
+                Err(error) => {
+                    tracing::warn!(event_id = %record.event_id, %error, "outbox write failed; record will be retried");
+                    Outcome::Retry
+                }
+            };
+            outcomes.push((outcome, *record));
+        }
 
         let count = |o: Outcome| outcomes.iter().filter(|(x, _)| *x == o).count();
         let mut response = DynamoDbEventResponse::default();
@@ -75,7 +88,7 @@ impl StreamHandler {
             written = count(Outcome::Written),
             already_there = count(Outcome::AlreadyThere),
             rejected = count(Outcome::Rejected),
-            ignored = count(Outcome::Ignored),
+            ignored = event.records.len() - inserts.len(),
             retry = count(Outcome::Retry),
             outbox_table = self.outbox.table(),
             "stream batch handled"
@@ -83,18 +96,14 @@ impl StreamHandler {
         response
     }
 
-    async fn handle_record(&self, record: &EventRecord) -> Outcome {
-        if record.event_name != "INSERT" {
-            return Outcome::Ignored;
-        }
+    /// The outbox row of an INSERT record: PENDING, or REJECTED with the reason.
+    fn row_for(&self, record: &EventRecord, now: OffsetDateTime) -> OutboxRow {
         let source = Source {
             event_id: record.event_id.clone(),
             sequence_number: record.change.sequence_number.clone(),
         };
-        let now = OffsetDateTime::now_utc();
-        let image = &record.change.new_image;
-        let row = match Participant::from_image(image, self.max_message_bytes) {
-            Ok(p) => OutboxRow::pending(&source, p.id, p.json, now),
+        match Participant::from_image(&record.change.new_image, self.max_message_bytes) {
+            Ok(p) => OutboxRow::pending(&source, p.id, p.json, now, now + self.sweep_delay),
             Err(reason) => {
                 tracing::warn!(event_id = %source.event_id, %reason, "stream record rejected");
                 OutboxRow::rejected(
@@ -105,18 +114,6 @@ impl StreamHandler {
                     now,
                 )
             }
-        };
-        match self.outbox.insert(&row).await {
-            Ok(Written::Yes) if row.status == crate::outbox::Status::Rejected => Outcome::Rejected,
-            Ok(Written::Yes) => Outcome::Written,
-            Ok(Written::ConditionFailed) => Outcome::AlreadyThere,
-            Err(StoreError::Permanent(error)) => {
-                self.reject_unstorable(&source, record, error, now).await
-            }
-            Err(error) => {
-                tracing::warn!(event_id = %source.event_id, %error, "outbox write failed; record will be retried");
-                Outcome::Retry
-            }
         }
     }
 
@@ -125,14 +122,18 @@ impl StreamHandler {
     /// participant itself is still in the participants table.
     async fn reject_unstorable(
         &self,
-        source: &Source,
+        refused: &OutboxRow,
         record: &EventRecord,
         error: String,
         now: OffsetDateTime,
     ) -> Outcome {
-        tracing::warn!(event_id = %source.event_id, %error, "outbox row refused; writing it as REJECTED");
+        tracing::warn!(event_id = %record.event_id, %error, "outbox row refused; writing it as REJECTED");
+        let source = Source {
+            event_id: refused.source_event_id.clone(),
+            sequence_number: refused.source_sequence_number.clone(),
+        };
         let reason = format!("the outbox row could not be stored: {error}");
-        let row = OutboxRow::rejected(source, participant_id(record), None, reason, now);
+        let row = OutboxRow::rejected(&source, participant_id(record), None, reason, now);
         match self.outbox.insert(&row).await {
             Ok(Written::Yes) => Outcome::Rejected,
             Ok(Written::ConditionFailed) => Outcome::AlreadyThere,

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamRecord};
+use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use aws_sdk_dynamodbstreams::Client as StreamsClient;
 
@@ -22,8 +23,11 @@ enum Shard {
     Waiting {
         parent: Option<String>,
     },
+    /// `last` is the sequence number of the last record read, to start
+    /// again after it when the iterator goes bad.
     Reading {
         iterator: String,
+        last: Option<String>,
     },
     Closed,
 }
@@ -103,8 +107,8 @@ impl StreamPoller {
     }
 
     async fn read_shard(&mut self, id: &str) -> anyhow::Result<Option<Event>> {
-        let iterator = match self.shards.get(id) {
-            Some(Shard::Reading { iterator }) => iterator.clone(),
+        let (iterator, last) = match self.shards.get(id) {
+            Some(Shard::Reading { iterator, last }) => (iterator.clone(), last.clone()),
             Some(Shard::Waiting { parent }) => {
                 let parent_open = parent.as_ref().is_some_and(|p| {
                     matches!(
@@ -115,16 +119,8 @@ impl StreamPoller {
                 if parent_open {
                     return Ok(None);
                 }
-                let out = self
-                    .client
-                    .get_shard_iterator()
-                    .stream_arn(&self.stream_arn)
-                    .shard_id(id)
-                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                    .send()
-                    .await?;
-                match out.shard_iterator {
-                    Some(iterator) => iterator,
+                match self.iterator(id, None).await? {
+                    Some(iterator) => (iterator, None),
                     None => {
                         self.shards.insert(id.to_string(), Shard::Closed);
                         return Ok(None);
@@ -133,30 +129,76 @@ impl StreamPoller {
             }
             Some(Shard::Closed) | None => return Ok(None),
         };
-        let out = self
+        let out = match self
             .client
             .get_records()
             .shard_iterator(iterator)
             .limit(BATCH_SIZE)
             .send()
-            .await?;
+            .await
+        {
+            Ok(out) => out,
+            // DynamoDB Local numbers the records of all streams with one
+            // counter, so an iterator taken on an empty shard can point at a
+            // number another stream has used by now: it answers "trimmed"
+            // forever. An iterator also expires after 15 minutes. Either way,
+            // start again after the last record read.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("TrimmedDataAccessException" | "ExpiredIteratorException")
+                ) =>
+            {
+                tracing::debug!(shard = id, code = e.code(), "stream iterator renewed");
+                let Some(iterator) = self.iterator(id, last.as_deref()).await? else {
+                    self.shards.insert(id.to_string(), Shard::Closed);
+                    return Ok(None);
+                };
+                self.client
+                    .get_records()
+                    .shard_iterator(iterator)
+                    .limit(BATCH_SIZE)
+                    .send()
+                    .await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let records: Vec<Record> = out.records.unwrap_or_default();
+        let last = records
+            .last()
+            .and_then(|r| r.dynamodb.as_ref())
+            .and_then(|c| c.sequence_number.clone())
+            .or(last);
         let next = match out.next_shard_iterator {
-            Some(iterator) => Shard::Reading { iterator },
+            Some(iterator) => Shard::Reading { iterator, last },
             None => Shard::Closed,
         };
         self.shards.insert(id.to_string(), next);
-        let records: Vec<EventRecord> = out
-            .records
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| self.to_event_record(r))
-            .collect();
         if records.is_empty() {
             return Ok(None);
         }
         let mut event = Event::default();
-        event.records = records;
+        event.records = records
+            .into_iter()
+            .map(|r| self.to_event_record(r))
+            .collect();
         Ok(Some(event))
+    }
+
+    /// An iterator at the start of the shard, or just after `last`.
+    async fn iterator(&self, id: &str, last: Option<&str>) -> anyhow::Result<Option<String>> {
+        let request = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.stream_arn)
+            .shard_id(id);
+        let request = match last {
+            Some(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(sequence),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        Ok(request.send().await?.shard_iterator)
     }
 
     /// The record as Lambda would deliver it.

@@ -102,34 +102,36 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> 
     consumer.assign(&assignment).expect("assign");
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut settle: Option<Instant> = None;
+    // Once `expected` messages are in, read on until the topic has been
+    // quiet for a while, so that extra (duplicate) messages show too.
+    let mut last_arrival = Instant::now();
     while Instant::now() < deadline {
-        if records.len() >= expected {
-            let since = *settle.get_or_insert_with(Instant::now);
-            if since.elapsed() > Duration::from_secs(2) {
-                break;
-            }
+        if records.len() >= expected && last_arrival.elapsed() > Duration::from_secs(3) {
+            break;
         }
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => records.push(Record {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                value: m.payload().map(|v| String::from_utf8_lossy(v).into_owned()),
-                headers: m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| {
-                                let value =
-                                    h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                                (h.key.to_string(), value.unwrap_or_default())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                timestamp: m.timestamp().to_millis(),
-            }),
+            Some(Ok(m)) => {
+                last_arrival = Instant::now();
+                records.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().map(|v| String::from_utf8_lossy(v).into_owned()),
+                    headers: m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| {
+                                    let value =
+                                        h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                                    (h.key.to_string(), value.unwrap_or_default())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    timestamp: m.timestamp().to_millis(),
+                })
+            }
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             None => {}
         }

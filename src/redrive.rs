@@ -1,0 +1,270 @@
+//! `redrive`: FAILED rows back to PENDING, so the relay sends them again once
+//! the cause (a deleted topic, a broker limit, an ACL) has been fixed.
+//!
+//! One conditional UpdateItem per row, on `status = FAILED` and on the
+//! attempts the operator was shown: a concurrent relay (which never touches a
+//! FAILED row) or a second redrive (which would have changed the row) makes
+//! the condition fail, and the row is reported as changed, never written
+//! twice. The update resets `attempts` to 0, counts `redrive_count`, appends
+//! `{at, attempts_before, last_error}` to `redrive_history` and puts the row
+//! back in the relay's `due` index (`due_shard`, `due_at` = now). `last_error`
+//! stays, as it does after any later success.
+//!
+//! REJECTED rows are refused: they hold a stream record that could not be
+//! turned into a message, so there is nothing to send again.
+
+use std::io::{BufRead, Write};
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use futures::{stream, StreamExt, TryStreamExt};
+use time::OffsetDateTime;
+
+use crate::audit::{AuditQuery, AuditRecord, TimeRange};
+use crate::outbox::row::{due_shard, epoch_ms, rfc3339};
+use crate::outbox::Status;
+
+/// Conditional updates in flight at once.
+const CONCURRENCY: usize = 16;
+
+/// Which rows to redrive: the given ids, or the FAILED rows that match the
+/// filters (oldest first, at most `limit`).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub ids: Vec<String>,
+    pub range: TimeRange,
+    pub error_contains: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl Selection {
+    /// A filter may match many rows: the operator confirms first.
+    pub fn is_bulk(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A row that can be redriven, as it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub id: String,
+    pub participant_id: Option<String>,
+    pub created_at: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// A row that was asked for and cannot be redriven, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub candidates: Vec<Candidate>,
+    pub refused: Vec<Refusal>,
+}
+
+/// What the redrive did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub redriven: Vec<String>,
+    /// Rows that changed between reading and writing (left as they were).
+    pub changed: Vec<String>,
+}
+
+/// Reads what `selection` would redrive; writes nothing (this is `--dry-run`).
+pub async fn plan(query: &AuditQuery, selection: &Selection) -> anyhow::Result<Plan> {
+    let mut plan = Plan::default();
+    if !selection.ids.is_empty() {
+        for id in &selection.ids {
+            let item = query.item(id).await?;
+            let row: Option<AuditRecord> = item.map(serde_dynamo::from_item).transpose()?;
+            match row {
+                None => plan.refused.push(Refusal {
+                    id: id.clone(),
+                    reason: "no such row".into(),
+                }),
+                Some(row) => match refusal(&row) {
+                    Some(reason) => plan.refused.push(Refusal {
+                        id: id.clone(),
+                        reason,
+                    }),
+                    None => plan.candidates.push(candidate(row)),
+                },
+            }
+        }
+        return Ok(plan);
+    }
+    let limit = selection.limit.unwrap_or(usize::MAX);
+    let mut pages = query.by_status(
+        Status::Failed,
+        selection.range,
+        selection.error_contains.as_deref(),
+    );
+    while let Some(page) = pages.next().await? {
+        for row in page {
+            if plan.candidates.len() == limit {
+                return Ok(plan);
+            }
+            plan.candidates.push(candidate(row));
+        }
+    }
+    Ok(plan)
+}
+
+fn candidate(row: AuditRecord) -> Candidate {
+    Candidate {
+        id: row.id,
+        participant_id: row.participant_id,
+        created_at: row.created_at,
+        attempts: row.attempts,
+        last_error: row.last_error,
+    }
+}
+
+/// Why a row asked for by id cannot be redriven, if it cannot.
+fn refusal(row: &AuditRecord) -> Option<String> {
+    match row.status {
+        Status::Failed => None,
+        Status::Rejected => Some(format!(
+            "REJECTED rows cannot be redriven: the stream record could not be made into a \
+             message ({}), so there is nothing to send; save the participant again in a form \
+             that can be sent",
+            row.reject_reason.as_deref().unwrap_or("no reason recorded")
+        )),
+        Status::Delivered => Some(format!(
+            "the row is DELIVERED ({}); only FAILED rows are redriven",
+            row.coordinates().unwrap_or_default()
+        )),
+        status => Some(format!(
+            "the row is {status}: the relay is still working on it; only FAILED rows are redriven"
+        )),
+    }
+}
+
+/// Moves the candidates from FAILED to PENDING, each with one conditional
+/// update; `progress` gets the running count.
+pub async fn redrive(
+    client: &Client,
+    table: &str,
+    candidates: &[Candidate],
+    now: OffsetDateTime,
+    progress: &dyn Fn(u64),
+) -> anyhow::Result<Outcome> {
+    let mut outcome = Outcome::default();
+    let mut results = stream::iter(candidates)
+        .map(|c| async move {
+            redrive_one(client, table, c, now)
+                .await
+                .map(|done| (c, done))
+        })
+        .buffer_unordered(CONCURRENCY);
+    while let Some((candidate, done)) = results.try_next().await? {
+        if done {
+            tracing::info!(outbox_id = %candidate.id, attempts_before = candidate.attempts, "row redriven: FAILED → PENDING");
+            outcome.redriven.push(candidate.id.clone());
+        } else {
+            tracing::warn!(outbox_id = %candidate.id, "row changed since it was read; not redriven");
+            outcome.changed.push(candidate.id.clone());
+        }
+        progress((outcome.redriven.len() + outcome.changed.len()) as u64);
+    }
+    Ok(outcome)
+}
+
+/// FAILED → PENDING, if the row is still FAILED with the attempts we read.
+async fn redrive_one(
+    client: &Client,
+    table: &str,
+    row: &Candidate,
+    now: OffsetDateTime,
+) -> anyhow::Result<bool> {
+    let mut entry = vec![
+        ("at", AttributeValue::S(rfc3339(now))),
+        (
+            "attempts_before",
+            AttributeValue::N(row.attempts.to_string()),
+        ),
+    ];
+    if let Some(error) = &row.last_error {
+        entry.push(("last_error", AttributeValue::S(error.clone())));
+    }
+    let entry = AttributeValue::M(entry.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+    let result = client
+        .update_item()
+        .table_name(table)
+        .key("id", AttributeValue::S(row.id.clone()))
+        .condition_expression("#status = :failed AND attempts = :attempts_before")
+        .update_expression(
+            "SET #status = :pending, attempts = :zero, due_shard = :shard, due_at = :now, \
+             redrive_count = if_not_exists(redrive_count, :zero) + :one, \
+             redrive_history = list_append(if_not_exists(redrive_history, :empty), :entry) \
+             REMOVE lease_owner, lease_until",
+        )
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":failed", AttributeValue::S(Status::Failed.to_string()))
+        .expression_attribute_values(":pending", AttributeValue::S(Status::Pending.to_string()))
+        .expression_attribute_values(
+            ":attempts_before",
+            AttributeValue::N(row.attempts.to_string()),
+        )
+        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .expression_attribute_values(":shard", AttributeValue::S(due_shard(&row.id)))
+        .expression_attribute_values(":now", AttributeValue::N(epoch_ms(now).to_string()))
+        .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+        .expression_attribute_values(":entry", AttributeValue::L(vec![entry]))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            match e.into_service_error() {
+                e if e.is_conditional_check_failed_exception() => Ok(false),
+                e => Err(anyhow::anyhow!(DisplayErrorContext(e))
+                    .context(format!("redriving {}", row.id))),
+            }
+        }
+    }
+}
+
+/// Asks `question` and reads a yes. Anything else, or no answer, is no.
+pub fn confirm(
+    question: &str,
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+) -> std::io::Result<bool> {
+    write!(output, "{question} [y/N] ")?;
+    output.flush()?;
+    let mut answer = String::new();
+    input.read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_yes_confirms() {
+        for (typed, yes) in [
+            ("y\n", true),
+            ("yes\n", true),
+            ("n\n", false),
+            ("", false),
+            ("\n", false),
+        ] {
+            let mut shown = Vec::new();
+            assert_eq!(
+                confirm("Go?", &mut typed.as_bytes(), &mut shown).unwrap(),
+                yes,
+                "{typed:?}"
+            );
+            assert_eq!(shown, b"Go? [y/N] ");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Retention: how long DELIVERED rows are kept.
+//!
+//! Compliance expects the outbox to be kept, so the default is forever. With
+//! `RETENTION_DAYS` set, a DELIVERED row carries `expires_at` (epoch seconds:
+//! `delivered_at` + N days) and DynamoDB's TTL deletes it some time after
+//! (TTL on `expires_at` is switched on by migration 0005; a row without the
+//! attribute never expires). PENDING, IN_FLIGHT, FAILED and REJECTED rows
+//! never carry it: what was not delivered is never forgotten.
+//!
+//! [`apply`] brings existing DELIVERED rows in line with the policy (sets,
+//! changes or removes `expires_at`), for when the policy is introduced or
+//! changed; rows delivered afterwards get it from the relay.
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::{stream, StreamExt, TryStreamExt};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use crate::audit::{AuditQuery, AuditRecord, TimeRange};
+use crate::outbox::Status;
+
+/// The TTL attribute (migration 0005).
+pub const EXPIRES_AT: &str = "expires_at";
+
+/// Conditional updates in flight at once.
+const CONCURRENCY: usize = 16;
+
+/// When a row delivered at `delivered_at` expires under `days` of retention,
+/// in epoch seconds (what DynamoDB's TTL reads).
+pub fn expires_at(delivered_at: OffsetDateTime, days: u32) -> i64 {
+    (delivered_at + Duration::days(days.into())).unix_timestamp()
+}
+
+/// What [`apply`] did (or, dry, would do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    pub set: u64,
+    pub removed: u64,
+    pub unchanged: u64,
+}
+
+/// Makes every DELIVERED row's `expires_at` match `days` (`None`: keep
+/// forever, so the attribute is removed). Each write is conditional on the
+/// row still being DELIVERED.
+pub async fn apply(
+    query: &AuditQuery,
+    days: Option<u32>,
+    dry_run: bool,
+    progress: &dyn Fn(u64),
+) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let mut pages = query
+        .by_status(Status::Delivered, TimeRange::default(), None)
+        .prefetched();
+    while let Some(page) = pages.recv().await {
+        let changes: Vec<(String, Option<i64>)> = page?
+            .into_iter()
+            .filter_map(|row| {
+                let wanted = wanted(&row, days);
+                (row.expires_at != wanted).then_some((row.id, wanted))
+            })
+            .collect();
+        report.set += changes.iter().filter(|(_, w)| w.is_some()).count() as u64;
+        report.removed += changes.iter().filter(|(_, w)| w.is_none()).count() as u64;
+        if !dry_run {
+            stream::iter(&changes)
+                .map(|(id, wanted)| write(query, id, *wanted))
+                .buffer_unordered(CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
+        progress(report.set + report.removed);
+    }
+    report.unchanged = query
+        .count(Status::Delivered)
+        .await?
+        .saturating_sub(report.set + report.removed);
+    Ok(report)
+}
+
+fn wanted(row: &AuditRecord, days: Option<u32>) -> Option<i64> {
+    let delivered_at = row.delivered_at.as_deref()?;
+    let delivered_at = OffsetDateTime::parse(delivered_at, &Rfc3339).ok()?;
+    days.map(|days| expires_at(delivered_at, days))
+}
+
+async fn write(query: &AuditQuery, id: &str, expires: Option<i64>) -> anyhow::Result<()> {
+    let request = query
+        .client()
+        .update_item()
+        .table_name(query.table())
+        .key("id", AttributeValue::S(id.to_string()))
+        .condition_expression("#status = :delivered")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(
+            ":delivered",
+            AttributeValue::S(Status::Delivered.to_string()),
+        );
+    let request = match expires {
+        Some(at) => request
+            .update_expression(format!("SET {EXPIRES_AT} = :at"))
+            .expression_attribute_values(":at", AttributeValue::N(at.to_string())),
+        None => request.update_expression(format!("REMOVE {EXPIRES_AT}")),
+    };
+    match request.send().await {
+        Ok(_) => Ok(()),
+        Err(e) => match e.into_service_error() {
+            // No longer DELIVERED (deleted by TTL meanwhile): nothing to keep.
+            e if e.is_conditional_check_failed_exception() => Ok(()),
+            e => Err(anyhow::anyhow!(DisplayErrorContext(e)).context(format!("retention of {id}"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn expiry_is_delivery_plus_the_days_in_epoch_seconds() {
+        let delivered = datetime!(2026-11-28 12:00:00.5 UTC);
+        assert_eq!(
+            expires_at(delivered, 30),
+            datetime!(2026-12-28 12:00:00 UTC).unix_timestamp()
+        );
+    }
+}
