@@ -39,7 +39,16 @@ fn cli_with_stdin(env: &common::TestEnv, args: &[&str], stdin: &str) -> Output {
         .spawn()
         .unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let output = child.wait_with_output().unwrap();
+    if std::env::var_os("OPERATORS_SHOW_OUTPUT").is_some() {
+        // The README's example output comes from here.
+        eprintln!(
+            "$ raffle-outbox {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    output
 }
 
 fn stdout(output: &Output) -> String {
@@ -116,16 +125,18 @@ fn failed(mut row: OutboxRow, error: &str) -> OutboxRow {
     row
 }
 
-/// Writes rows straight into the outbox (BatchWriteItem), as fast as
+/// Writes rows straight into the test's outbox (BatchWriteItem), as fast as
 /// DynamoDB Local takes them.
 async fn seed(env: &common::TestEnv, rows: &[OutboxRow]) {
+    seed_into(&env.dynamodb, &env.config.outbox_table, rows).await;
+}
+
+async fn seed_into(dynamodb: &aws_sdk_dynamodb::Client, table: &str, rows: &[OutboxRow]) {
     let items = rows
         .iter()
         .map(|r| serde_json::to_value(r).unwrap())
         .collect();
-    demo::save_all(&env.dynamodb, &env.config.outbox_table, items)
-        .await
-        .unwrap();
+    demo::save_all(dynamodb, table, items).await.unwrap();
 }
 
 async fn relay(env: &common::TestEnv, max_attempts: u32) -> raffle_outbox::relay::RelayReport {
@@ -404,26 +415,24 @@ async fn a_second_redrive_of_the_same_rows_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(plan.candidates.len(), 3);
-    let first = redrive::redrive(
-        &env.dynamodb,
-        &env.config.outbox_table,
-        &plan.candidates,
-        now,
-        &|_| {},
-    )
-    .await
-    .unwrap();
-    let second = redrive::redrive(
-        &env.dynamodb,
-        &env.config.outbox_table,
-        &plan.candidates,
-        now,
-        &|_| {},
-    )
-    .await
-    .unwrap();
-    assert_eq!((first.redriven.len(), first.changed.len()), (3, 0));
-    assert_eq!((second.redriven.len(), second.changed.len()), (0, 3));
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        let outcome = redrive::redrive(
+            &env.dynamodb,
+            &env.config.outbox_table,
+            &plan.candidates,
+            now,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        outcomes.push((outcome.redriven.len(), outcome.changed.len()));
+    }
+    assert_eq!(
+        outcomes,
+        [(3, 0), (0, 3)],
+        "first redrives, second finds them changed"
+    );
     for row in rows {
         let item = audit(&env).item(&row.id).await.unwrap().unwrap();
         assert_eq!(item["redrive_history"].as_l().unwrap().len(), 1);
@@ -757,18 +766,12 @@ async fn an_existing_outbox_gets_the_audit_indexes_and_retention_by_migration() 
 
     let topic = env.config.kafka_topic.clone();
     let now = OffsetDateTime::now_utc();
-    let rows = vec![
+    let rows = [
         delivered(pending(0, now), &topic, 0, 0),
         failed(pending(1, now), "boom"),
         pending(2, now),
     ];
-    let items = rows
-        .iter()
-        .map(|r| serde_json::to_value(r).unwrap())
-        .collect();
-    demo::save_all(&env.dynamodb, &config.outbox_table, items)
-        .await
-        .unwrap();
+    seed_into(&env.dynamodb, &config.outbox_table, &rows).await;
 
     let applied = raffle_outbox::migrate::migrate(&env.dynamodb, &config)
         .await
@@ -839,13 +842,7 @@ async fn measure_an_export_of_100k_rows() {
         &env.config.kafka_topic,
     );
     let started = Instant::now();
-    let items = rows
-        .iter()
-        .map(|r| serde_json::to_value(r).unwrap())
-        .collect();
-    demo::save_all(&env.dynamodb, &config.outbox_table, items)
-        .await
-        .unwrap();
+    seed_into(&env.dynamodb, &config.outbox_table, &rows).await;
     eprintln!(
         "seeded {n} rows in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -36,7 +36,7 @@ impl TimeRange {
     pub fn key_bounds(&self) -> (String, String) {
         let lo = self
             .since
-            .map(|t| second_prefix(t))
+            .map(second_prefix)
             .unwrap_or_else(|| FIRST.to_string());
         let hi = self
             .until
