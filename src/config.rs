@@ -62,6 +62,13 @@ pub struct Config {
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 900_000)]
     pub max_message_bytes: usize,
 
+    /// Days a DELIVERED row is kept after delivery (DynamoDB's TTL deletes it
+    /// then); unset, rows are kept forever, as compliance expects. The relay
+    /// writes `expires_at` with the DELIVERED mark; `raffle-outbox retention`
+    /// brings rows delivered before a change of policy in line.
+    #[arg(long, env = "RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+
     /// The CloudEvents `ce_source` of every message.
     #[arg(long, env = "EVENT_SOURCE", default_value = "/raffle/participants")]
     pub event_source: String,

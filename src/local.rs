@@ -235,7 +235,44 @@ pub async fn start_dynamodb_file_backed(
         let _lock = StackLock::acquire(cfg).await?;
         dynamodb_local::install(&cfg.home).await?
     };
-    DynamoDbInstance::start(cfg, install, port, db_dir).await
+    DynamoDbInstance::start(cfg, install, port, db_dir, true).await
+}
+
+/// A DynamoDB Local of its own, in memory, on a free port: empty, whatever
+/// the stack's instance went through (the benchmark starts one per leg, as
+/// DynamoDB Local's writes to stream-enabled tables slow down with every
+/// stream record it holds, across all tables). Dropping it stops it.
+pub async fn start_dynamodb_in_memory(cfg: &StackConfig) -> anyhow::Result<DynamoDbInstance> {
+    let install = {
+        let _lock = StackLock::acquire(cfg).await?;
+        dynamodb_local::install(&cfg.home).await?
+    };
+    let port = free_port()?;
+    let work_dir = cfg.run_dir().join(format!("dynamodb-local-memory-{port}"));
+    DynamoDbInstance::start(cfg, install, port, &work_dir, false).await
+}
+
+/// Turns off a table's stream, for seeding many rows that no stream reader
+/// needs (the export's tests and benchmark) into DynamoDB Local, whose
+/// writes to stream-enabled tables slow down with every stream record it
+/// holds: 100,000 rows with the stream on would take tens of minutes and
+/// slow every later test sharing the instance.
+pub async fn disable_stream(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> anyhow::Result<()> {
+    dynamodb
+        .update_table()
+        .table_name(table)
+        .stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(false)
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("turning off the stream of {table}"))?;
+    Ok(())
 }
 
 /// A TCP port on 127.0.0.1 that is free now (the kernel's pick for port 0). Free is not

@@ -16,6 +16,8 @@ use crate::stream::{StreamHandler, StreamPoller};
 
 /// How long the local pipeline waits between rounds when nothing happened.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How often the local pipeline sweeps the outbox for due rows.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long `run` keeps trying rounds that fail before it gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
@@ -26,6 +28,9 @@ pub struct Pipeline {
     /// The outbox table's stream, feeding the relay its new rows.
     outbox: StreamPoller,
     relay: Relay,
+    /// When the last sweep ran; none yet: the first round sweeps (rows
+    /// an earlier run left).
+    last_sweep: Option<Instant>,
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -66,6 +71,7 @@ impl Pipeline {
             handler: StreamHandler::new(outbox.clone(), config),
             outbox: StreamPoller::for_table(&dynamodb, streams, &config.outbox_table).await?,
             relay: Relay::new(outbox, Arc::new(producer), config.clone()),
+            last_sweep: None,
         })
     }
 
@@ -81,7 +87,10 @@ impl Pipeline {
             match self.round(&mut report).await {
                 Ok(true) => quiet_since = Instant::now(),
                 Ok(false) if idle.is_some_and(|idle| quiet_since.elapsed() >= idle) => {
-                    return Ok(report)
+                    let stats = self.relay.outbox().stats();
+                    report.outbox_writes = stats.items();
+                    report.outbox_write_units = stats.capacity_units();
+                    return Ok(report);
                 }
                 Ok(false) => tokio::time::sleep(IDLE_POLL).await,
                 Err(error) => {
@@ -99,49 +108,77 @@ impl Pipeline {
         }
     }
 
-    /// One round over both streams and the due rows; whether anything happened.
+    /// One round over both streams and the due rows; whether anything
+    /// happened. The two stream legs run at once, as their two Lambda
+    /// functions do on AWS: the handler fills the outbox while the relay
+    /// drains what the previous round wrote.
     async fn round(&mut self, report: &mut PipelineReport) -> anyhow::Result<bool> {
-        let stats = self.relay.outbox().stats();
-        (report.outbox_writes, report.outbox_write_units) = (stats.items(), stats.capacity_units());
-        let events = self.participants.poll().await?;
-        for event in &events {
-            report.stream_records += event.records.len();
-            self.handle_until_stored(event).await;
-        }
-        let new_rows = self.outbox.poll().await?;
-        for event in &new_rows {
-            report.relay += self.relay.relay_new(Relay::new_rows(event)).await?;
-        }
-        let swept = self.relay.sweep().await?;
-        report.relay += swept;
-        Ok(!events.is_empty() || !new_rows.is_empty() || swept.claimed > 0)
-    }
-
-    /// Hands a batch to the handler and, like an event source mapping,
-    /// hands back the records it reported as failed until they are stored:
-    /// the poller has moved past them, so giving up would lose them.
-    async fn handle_until_stored(&self, event: &Event) {
-        let mut pending = event.clone();
-        for attempt in 0u32.. {
-            let response = self.handler.handle(&pending).await;
-            if response.batch_item_failures.is_empty() {
-                return;
+        let Pipeline {
+            participants,
+            handler,
+            outbox,
+            relay,
+            ..
+        } = self;
+        let stream_leg = async {
+            let events = participants.poll().await?;
+            let mut records = 0;
+            for event in &events {
+                records += event.records.len();
+                handle_until_stored(handler, event).await;
             }
-            let failed: Vec<Option<String>> = response
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect();
-            pending
-                .records
-                .retain(|r| failed.contains(&r.change.sequence_number));
-            tracing::warn!(
-                records = pending.records.len(),
-                attempt,
-                "stream records not stored yet; retrying"
-            );
-            tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
+            anyhow::Ok(records)
+        };
+        let relay_leg = async {
+            let mut relayed = RelayReport::default();
+            let events = outbox.poll().await?;
+            for event in &events {
+                relayed += relay.relay_new(Relay::new_rows(event)).await?;
+            }
+            anyhow::Ok((relayed, !events.is_empty()))
+        };
+        let (records, (relayed, outbox_moved)) = tokio::try_join!(stream_leg, relay_leg)?;
+        // The sweep finds retries and abandoned rows, all due seconds from
+        // now at the earliest: once per SWEEP_EVERY is enough, and leaves
+        // DynamoDB to the stream legs.
+        let swept = match self.last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+            true => {
+                self.last_sweep = Some(Instant::now());
+                self.relay.sweep().await?
+            }
+            false => RelayReport::default(),
+        };
+        report.stream_records += records;
+        report.relay += relayed;
+        report.relay += swept;
+        Ok(records > 0 || outbox_moved || swept.claimed > 0)
+    }
+}
+
+/// Hands a batch to the handler and, like an event source mapping, hands
+/// back the records it reported as failed until they are stored: the poller
+/// has moved past them, so giving up would lose them.
+async fn handle_until_stored(handler: &StreamHandler, event: &Event) {
+    let mut pending = event.clone();
+    for attempt in 0u32.. {
+        let response = handler.handle(&pending).await;
+        if response.batch_item_failures.is_empty() {
+            return;
         }
+        let failed: Vec<Option<String>> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        pending
+            .records
+            .retain(|r| failed.contains(&r.change.sequence_number));
+        tracing::warn!(
+            records = pending.records.len(),
+            attempt,
+            "stream records not stored yet; retrying"
+        );
+        tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
     }
 }
 

@@ -18,13 +18,14 @@
 
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::outbox::row::rfc3339;
+use crate::outbox::store::written;
+use crate::outbox::Written;
 use crate::participant::{Invalid, Participant};
 
 /// The fields a registration may carry.
@@ -181,12 +182,10 @@ impl Registrar {
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(registration),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                Err(RegisterError::Conflict(registration.id))
-            }
-            Err(e) => Err(RegisterError::Store(DisplayErrorContext(&e).to_string())),
+        match written(result) {
+            Ok(Written::Yes) => Ok(registration),
+            Ok(Written::ConditionFailed) => Err(RegisterError::Conflict(registration.id)),
+            Err(e) => Err(RegisterError::Store(e.to_string())),
         }
     }
 

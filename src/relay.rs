@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::Event;
 use bytes::Bytes;
+use futures::{stream, StreamExt};
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -22,6 +23,12 @@ use crate::kafka::{Delivery, KafkaError, Message, Producer};
 use crate::outbox::row::{after_failure, epoch_ms, AfterFailure};
 use crate::outbox::store::Holder;
 use crate::outbox::{OutboxRow, OutboxStore, Status, StoreError, Written};
+
+/// Batches one relay works on at once: while one batch waits for the
+/// broker, another's marks are written. Bounded, so a large stream batch
+/// never means unbounded requests (4 × 100 rows, as many produce requests
+/// as the producer lets in flight per broker).
+pub const BATCHES_IN_FLIGHT: usize = 4;
 
 /// The CloudEvents type of every message.
 pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
@@ -125,9 +132,14 @@ impl Relay {
             .into_iter()
             .filter(|r| still_new.contains(&r.id))
             .collect();
+        let batches: Vec<_> = fresh
+            .chunks(self.config.relay_batch_size.max(1))
+            .map(|batch| self.deliver(batch, Holder::Fresh))
+            .collect();
+        let mut batches = stream::iter(batches).buffer_unordered(BATCHES_IN_FLIGHT);
         let mut report = RelayReport::default();
-        for batch in fresh.chunks(self.config.relay_batch_size.max(1)) {
-            report += self.deliver(batch, Holder::Fresh).await?;
+        while let Some(batch) = batches.next().await {
+            report += batch?;
         }
         Ok(report)
     }
@@ -193,9 +205,13 @@ impl Relay {
         }
         report.delivered = marks.len();
         let now = OffsetDateTime::now_utc();
+        let expires_at = self
+            .config
+            .retention_days
+            .map(|days| crate::retention::expires_at(now, days));
         let marked = self
             .outbox
-            .mark_delivered_all(&marks, holder, now, || failpoint("during_mark"))
+            .mark_delivered_all(&marks, holder, now, expires_at, || failpoint("during_mark"))
             .await;
         let delivered_rows = rows
             .iter()

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::audit::{AuditQuery, AuditRecord, TimeRange};
+use crate::kafka::auth::KafkaAuth;
 use crate::kafka::fetch::{FetchedRecord, TopicReader};
 use crate::outbox::Status;
 use crate::relay::OUTBOX_ID_HEADER;
@@ -84,12 +85,14 @@ impl fmt::Display for Report {
 pub async fn verify(
     query: &AuditQuery,
     bootstrap: &str,
+    auth: KafkaAuth,
     range: TimeRange,
     on_problem: &mut dyn FnMut(&Problem),
     progress: &dyn Fn(u64),
 ) -> anyhow::Result<Report> {
     let mut checker = Checker {
         bootstrap,
+        auth,
         readers: HashMap::new(),
         report: Report::default(),
         on_problem,
@@ -110,6 +113,7 @@ pub async fn verify(
 
 struct Checker<'a> {
     bootstrap: &'a str,
+    auth: KafkaAuth,
     readers: HashMap<String, TopicReader>,
     report: Report,
     on_problem: &'a mut dyn FnMut(&Problem),
@@ -144,7 +148,8 @@ impl Checker<'_> {
         rows: Vec<(i64, AuditRecord)>,
     ) -> anyhow::Result<()> {
         if !self.readers.contains_key(topic) {
-            let reader = TopicReader::connect(self.bootstrap, topic).await?;
+            let reader =
+                TopicReader::connect_with_auth(self.bootstrap, topic, self.auth.clone()).await?;
             self.readers.insert(topic.to_string(), reader);
         }
         let reader = self.readers.get_mut(topic).expect("inserted above");

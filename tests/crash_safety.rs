@@ -155,10 +155,13 @@ async fn killed_after_the_ack_the_unmarked_batch_is_sent_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_during_the_marks_only_unmarked_rows_are_sent_again() {
     let r = crash_and_recover("during_mark").await;
-    assert_eq!(
+    // The failpoint waits after the first mark transaction; the ones
+    // already in flight beside it may land too.
+    assert!(
+        r.marked_before_crash >= r.sent_before_crash.min(MARK_BATCH),
+        "at least one mark transaction was written: {} of {} marked",
         r.marked_before_crash,
-        r.sent_before_crash.min(MARK_BATCH),
-        "one mark transaction was written"
+        r.sent_before_crash
     );
     assert_eq!(r.duplicated, r.sent_before_crash - r.marked_before_crash);
 }

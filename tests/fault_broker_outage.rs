@@ -9,7 +9,6 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use raffle_outbox::demo;
 use raffle_outbox::kafka::partitioner::partition_for;
 use raffle_outbox::local;
 use raffle_outbox::outbox::{OutboxRow, Status};
@@ -29,20 +28,8 @@ const RECOVERY: Duration = Duration::from_secs(180);
 
 /// Saves `count` sample participants, numbered from `first`; returns their ids.
 async fn save_wave(env: &common::TestEnv, first: usize, count: usize) -> Vec<String> {
-    let (ids, items): (Vec<String>, Vec<serde_json::Value>) =
-        (first..first + count).map(demo::sample_participant).unzip();
-    demo::save_all(&env.dynamodb, &env.config.participants_table, items)
-        .await
-        .expect("saving participants");
-    ids
-}
-
-fn counts(rows: &[OutboxRow]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for row in rows {
-        *counts.entry(row.status.to_string()).or_default() += 1;
-    }
-    counts
+    let table = &env.config.participants_table;
+    common::save_participants(&env.dynamodb, table, first..first + count).await
 }
 
 /// Polls the outbox until `expected` rows exist and all are DELIVERED (or one
@@ -67,7 +54,7 @@ async fn wait_all_delivered(
             return rows;
         }
         if last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!("  outbox: {:?}", counts(&rows));
+            eprintln!("  outbox: {:?}", common::counts(&rows));
             last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -87,10 +74,10 @@ async fn outage(
     // which the outage then breaks under the producer.
     let rows = wait_all_delivered(env, BEFORE, Duration::from_secs(60)).await;
     assert_eq!(
-        counts(&rows).get("DELIVERED"),
+        common::counts(&rows).get("DELIVERED"),
         Some(&BEFORE),
         "before the outage: {:?}",
-        counts(&rows)
+        common::counts(&rows)
     );
 
     local::stop_broker(&env.stack).await.expect("stop broker");
@@ -116,7 +103,10 @@ async fn outage(
             || saved[..BEFORE].contains(r.participant_id.as_ref().unwrap())),
         "nothing can be delivered while the broker is down"
     );
-    eprintln!("  outbox at the end of the outage: {:?}", counts(&during));
+    eprintln!(
+        "  outbox at the end of the outage: {:?}",
+        common::counts(&during)
+    );
 
     local::start_broker(&env.stack).await.expect("start broker");
     let back = Instant::now();
@@ -154,7 +144,7 @@ async fn broker_outage_of_30s_loses_and_doubles_nothing() {
         outcome = outage(&env, started, first) => outcome,
     };
     let n = saved.len();
-    let by_status = counts(&rows);
+    let by_status = common::counts(&rows);
     eprintln!(
         "all delivered {:.1} s after the broker returned: {by_status:?}",
         recovered_in.as_secs_f64()

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use raffle_outbox::kafka::partitioner::partition_for;
@@ -18,33 +18,12 @@ use raffle_outbox::local::{self, StackConfig};
 use raffle_outbox::outbox::{OutboxRow, OutboxStore, Status};
 use raffle_outbox::pipeline::Pipeline;
 use raffle_outbox::relay::OUTBOX_ID_HEADER;
-use raffle_outbox::{demo, migrate, Config};
+use raffle_outbox::{migrate, Config};
 
 const FIRST: usize = 50;
 const SECOND: usize = 50;
 /// How long DynamoDB Local stays down between its stop and its start again.
 const DOWN_FOR: Duration = Duration::from_secs(3);
-
-fn counts(rows: &[OutboxRow]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for row in rows {
-        *counts.entry(row.status.to_string()).or_default() += 1;
-    }
-    counts
-}
-
-async fn save(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    table: &str,
-    numbers: std::ops::Range<usize>,
-) -> Vec<String> {
-    let (ids, items): (Vec<String>, Vec<serde_json::Value>) =
-        numbers.map(demo::sample_participant).unzip();
-    demo::save_all(dynamodb, table, items)
-        .await
-        .expect("saving participants");
-    ids
-}
 
 /// Polls the outbox until `until` holds for its rows or `timeout` passes;
 /// a scan that fails (DynamoDB restarting) is simply tried again.
@@ -67,7 +46,7 @@ async fn wait_for(
             return rows;
         }
         if last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!("  outbox: {:?}", counts(&rows));
+            eprintln!("  outbox: {:?}", common::counts(&rows));
             last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -116,7 +95,8 @@ async fn dynamodb_restart_mid_run_loses_no_participant() {
     migrate::migrate(&dynamodb, &config).await.expect("migrate");
     let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
 
-    let mut saved = save(&dynamodb, &config.participants_table, 0..FIRST).await;
+    let mut saved =
+        common::save_participants(&dynamodb, &config.participants_table, 0..FIRST).await;
 
     // The pipeline runs across the restart, beside the scenario in this
     // task, and is dropped (stopped) when the scenario ends. `run` ends with
@@ -146,7 +126,7 @@ async fn dynamodb_restart_mid_run_loses_no_participant() {
         eprintln!(
             "DynamoDB Local stopped at {:.1} s; outbox then: {:?}",
             stop_at.as_secs_f64(),
-            counts(&before)
+            common::counts(&before)
         );
         tokio::time::sleep(DOWN_FOR).await;
         ddb.start_again().await.expect("start DynamoDB Local again");
@@ -159,7 +139,10 @@ async fn dynamodb_restart_mid_run_loses_no_participant() {
         // The data survived: every row written before the stop is there, and
         // no delivered row went back.
         let after_restart = outbox.scan_all().await.expect("outbox after the restart");
-        eprintln!("outbox after the restart: {:?}", counts(&after_restart));
+        eprintln!(
+            "outbox after the restart: {:?}",
+            common::counts(&after_restart)
+        );
         let delivered = |rows: &[OutboxRow]| {
             rows.iter()
                 .filter(|r| r.status == Status::Delivered)
@@ -170,7 +153,10 @@ async fn dynamodb_restart_mid_run_loses_no_participant() {
             "the outbox survived the restart"
         );
         assert!(delivered(&after_restart) >= delivered(&before));
-        saved.extend(save(&dynamodb, &config.participants_table, FIRST..FIRST + SECOND).await);
+        saved.extend(
+            common::save_participants(&dynamodb, &config.participants_table, FIRST..FIRST + SECOND)
+                .await,
+        );
         let n = saved.len();
         let rows = wait_for(&outbox, Duration::from_secs(90), |rows| {
             rows.len() == n && rows.iter().all(|r| r.status == Status::Delivered)
@@ -183,7 +169,7 @@ async fn dynamodb_restart_mid_run_loses_no_participant() {
         outcome = scenario => outcome,
     };
     let n = saved.len();
-    let by_status = counts(&rows);
+    let by_status = common::counts(&rows);
     eprintln!(
         "{by_status:?} {:.1} s after DynamoDB Local returned; the pipeline's run ended {} time(s) with an error:",
         recovered_in.as_secs_f64(),

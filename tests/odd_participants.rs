@@ -5,12 +5,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue as Av;
 use raffle_outbox::outbox::Status;
-use raffle_outbox::pipeline::Pipeline;
 use serde_json::json;
 
 fn s(v: &str) -> Av {
@@ -66,12 +64,7 @@ async fn awkward_participants_are_delivered_byte_exact() {
             .await
             .unwrap();
     }
-    Pipeline::connect(&env.config)
-        .await
-        .unwrap()
-        .run(Some(Duration::from_secs(2)))
-        .await
-        .unwrap();
+    env.run_pipeline().await;
 
     let rows = env.rows().await;
     assert_eq!(rows.len(), 4);

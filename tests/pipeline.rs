@@ -4,16 +4,12 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use raffle_outbox::demo;
 use raffle_outbox::kafka::partitioner::partition_for;
 use raffle_outbox::outbox::Status;
-use raffle_outbox::pipeline::Pipeline;
 use raffle_outbox::relay::{EVENT_TYPE, OUTBOX_ID_HEADER};
-
-const IDLE: Option<Duration> = Some(Duration::from_secs(2));
 
 /// Every inserted participant is on the topic at the partition and offset
 /// its outbox row names, with the right key, value and headers, exactly once.
@@ -28,12 +24,7 @@ async fn every_participant_reaches_the_topic_where_its_row_says() {
         .await
         .unwrap();
 
-    let report = Pipeline::connect(&env.config)
-        .await
-        .unwrap()
-        .run(IDLE)
-        .await
-        .unwrap();
+    let report = env.run_pipeline().await;
     assert_eq!(report.stream_records, 60);
     assert_eq!(report.relay.delivered, 60);
 
@@ -114,12 +105,7 @@ async fn modify_and_remove_make_no_message() {
         .await
         .unwrap();
 
-    let report = Pipeline::connect(&env.config)
-        .await
-        .unwrap()
-        .run(IDLE)
-        .await
-        .unwrap();
+    let report = env.run_pipeline().await;
     assert_eq!(
         report.stream_records, 3,
         "INSERT, MODIFY and REMOVE were read"
@@ -144,24 +130,10 @@ async fn modify_and_remove_make_no_message() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replayed_stream_makes_no_second_row_or_message() {
     let env = common::env().await;
-    let (ids, items): (Vec<String>, Vec<serde_json::Value>) =
-        (0..10).map(demo::sample_participant).unzip();
-    demo::save_all(&env.dynamodb, &env.config.participants_table, items)
-        .await
-        .unwrap();
+    let ids = common::save_participants(&env.dynamodb, &env.config.participants_table, 0..10).await;
 
-    Pipeline::connect(&env.config)
-        .await
-        .unwrap()
-        .run(IDLE)
-        .await
-        .unwrap();
-    let again = Pipeline::connect(&env.config)
-        .await
-        .unwrap()
-        .run(IDLE)
-        .await
-        .unwrap();
+    env.run_pipeline().await;
+    let again = env.run_pipeline().await;
     assert_eq!(again.stream_records, 10, "the whole stream was read again");
     assert_eq!(again.relay.claimed, 0, "nothing was due the second time");
 

@@ -1,8 +1,11 @@
 //! The `--since` / `--until` window on a row's `created_at`.
 //!
-//! `created_at` is RFC 3339 text whose fraction has no fixed width (`time`
-//! writes `…:05Z` for a whole second and `…:05.12Z` for 120 ms), so text
-//! order is time order only to the second. The key condition therefore asks
+//! `created_at` is RFC 3339 text. Rows are written with exactly three
+//! fractional digits ([`crate::outbox::row::rfc3339`]), but rows written by
+//! earlier versions have a fraction of no fixed width (`…:05Z` for a whole
+//! second, `…:05.12Z` for 120 ms), and for those text order is time order
+//! only to the second. So that old and new rows both answer exactly, the
+//! key condition asks
 //! the index for whole seconds (`created_at BETWEEN "…:05" AND "…:09"`, which
 //! is exact at that precision because every stored value continues its
 //! second's prefix) and [`TimeRange::contains`] keeps the exact window by

@@ -12,6 +12,7 @@ use raffle_outbox::audit::summary::Summary;
 use raffle_outbox::audit::time_range::parse_time;
 use raffle_outbox::audit::{parse_status, AuditQuery, Pages, TimeRange};
 use raffle_outbox::config::{aws_clients, default_to_local_stack};
+use raffle_outbox::kafka::auth::KafkaAuth;
 use raffle_outbox::local::{self, StackConfig};
 use raffle_outbox::outbox::OutboxStore;
 use raffle_outbox::outbox::Status;
@@ -67,6 +68,10 @@ enum Command {
     Bench {
         #[arg(long, default_value_t = 20_000)]
         participants: usize,
+        /// Also measure `audit export` of this many seeded outbox rows
+        /// (0: skip; the README's figure is for 100,000).
+        #[arg(long, default_value_t = 0)]
+        export_rows: usize,
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -91,8 +96,9 @@ enum Command {
     /// Bring the DELIVERED rows' `expires_at` in line with RETENTION_DAYS
     /// (unset: keep forever, so `expires_at` is removed).
     Retention {
-        /// Days a DELIVERED row is kept after delivery.
-        #[arg(long, env = "RETENTION_DAYS")]
+        /// Days a DELIVERED row is kept after delivery (default: RETENTION_DAYS;
+        /// neither set: kept forever).
+        #[arg(long)]
         days: Option<u32>,
         /// Count what would change; write nothing.
         #[arg(long)]
@@ -264,8 +270,13 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Demo { participants } => return demo(&stack, &config, participants).await,
-        Command::Bench { participants, json } => {
-            let figures = raffle_outbox::bench::run(&config, &stack, participants).await?;
+        Command::Bench {
+            participants,
+            export_rows,
+            json,
+        } => {
+            let figures =
+                raffle_outbox::bench::run(&config, &stack, participants, export_rows).await?;
             if json {
                 println!("{}", serde_json::to_string(&figures)?);
             } else {
@@ -280,6 +291,7 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
             let report = verify::verify(
                 &query,
                 &config.kafka_bootstrap_servers,
+                KafkaAuth::from_config(&config).await?,
                 window.range(),
                 &mut |problem| println!("{problem}"),
                 &|n| progress(&bar, n),
@@ -291,6 +303,7 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Retention { days, dry_run } => {
+            let days = days.or(config.retention_days);
             let query = audit_query(&config).await;
             let report = retention::apply(&query, days, dry_run, &|_| {}).await?;
             let policy = days.map_or("keep forever".to_string(), |d| {

@@ -341,15 +341,10 @@ impl Reader {
 
     /// Kafka's zigzag varint.
     fn varint(&mut self) -> Result<i64, KafkaError> {
-        let mut raw: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let byte = self.i8()? as u8;
-            raw |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
-            }
-        }
-        Err(KafkaError::Protocol("varint longer than 10 bytes".into()))
+        let (value, length) = super::varint::read(&self.0)
+            .ok_or_else(|| KafkaError::Protocol("truncated or overlong varint".into()))?;
+        self.0.advance(length);
+        Ok(value)
     }
 
     /// Length-prefixed bytes; length -1 is null.

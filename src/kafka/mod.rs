@@ -15,7 +15,9 @@ pub mod auth;
 pub mod connection;
 pub mod fetch;
 pub mod partitioner;
+pub mod pool;
 pub mod produce_request;
+pub mod varint;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use tokio::sync::Mutex;
 
 use auth::KafkaAuth;
 use connection::{Connection, CLIENT_ID};
+use pool::Pool;
 use produce_request::{ProduceRequest, Record};
 
 /// acks=all: the leader answers once every in-sync replica has the batch.
@@ -141,7 +144,8 @@ pub struct Producer {
     /// `message.max.bytes` applies to a whole batch, default 1 MB.
     max_batch_bytes: usize,
     cluster: Mutex<Option<Arc<Cluster>>>,
-    connections: Mutex<HashMap<i32, Arc<Mutex<Option<Connection>>>>>,
+    /// Connections per leader broker id (see [`pool`]).
+    connections: Mutex<HashMap<i32, Arc<Pool>>>,
 }
 
 impl Producer {
@@ -291,6 +295,8 @@ impl Producer {
         if refresh {
             tracing::info!(topic = %self.topic, "refreshing kafka metadata after a leadership or topic error");
             *self.cluster.lock().await = None;
+            // Idle connections may lead to a dead or demoted broker.
+            self.connections.lock().await.clear();
         }
     }
 
@@ -302,15 +308,13 @@ impl Producer {
         messages: &[Message],
         batches: &[&(i32, Vec<usize>)],
     ) -> Result<(ProduceResponse, i64), KafkaError> {
-        let slot = self.connection_slot(broker).await;
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            let address = cluster.brokers.get(&broker).ok_or_else(|| {
+        let pool = self.pool(broker).await;
+        let address = || {
+            cluster.brokers.get(&broker).cloned().ok_or_else(|| {
                 KafkaError::Protocol(format!("leader {broker} is not in the metadata"))
-            })?;
-            *guard = Some(connect(address, &self.auth).await?);
-        }
-        let connection = guard.as_mut().expect("connected above");
+            })
+        };
+        let mut lease = pool.take(address, &self.auth).await?;
         let timestamp = now_ms();
         let partitions = batches
             .iter()
@@ -335,25 +339,20 @@ impl Producer {
             timestamp,
             partitions,
         });
-        let answer = with_timeout(connection.call(|correlation_id| ProduceRequest {
+        // On an error the lease is dropped, not given back: the socket may
+        // hold half a reply, so it is never reused.
+        let bytes = with_timeout(lease.connection.call(|correlation_id| ProduceRequest {
             correlation_id,
             ..request.take().expect("built once")
         }))
-        .await;
-        let bytes = match answer {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                // The socket may hold half a reply: never reuse it.
-                *guard = None;
-                return Err(e);
-            }
-        };
+        .await?;
+        pool.put(lease);
         let response = ProduceResponse::try_from(bytes)
             .map_err(|e| KafkaError::Protocol(format!("unparseable produce response: {e:?}")))?;
         Ok((response, timestamp))
     }
 
-    async fn connection_slot(&self, broker: i32) -> Arc<Mutex<Option<Connection>>> {
+    async fn pool(&self, broker: i32) -> Arc<Pool> {
         self.connections
             .lock()
             .await

@@ -22,6 +22,8 @@ use bytes::{BufMut, Bytes};
 use samsa::prelude::encode::ToByte;
 use samsa::prelude::protocol::HeaderRequest;
 
+use super::varint;
+
 const API_KEY_PRODUCE: i16 = 0;
 const API_VERSION: i16 = 3;
 const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
@@ -85,16 +87,16 @@ fn record_batch(records: &[Record], timestamp: i64) -> Vec<u8> {
     for (offset_delta, record) in records.iter().enumerate() {
         let mut r = Vec::new();
         r.put_i8(0); // attributes
-        put_varint(&mut r, 0); // timestampDelta
-        put_varint(&mut r, offset_delta as i64);
+        varint::put(&mut r, 0); // timestampDelta
+        varint::put(&mut r, offset_delta as i64);
         put_varbytes(&mut r, record.key);
         put_varbytes(&mut r, record.value);
-        put_varint(&mut r, record.headers.len() as i64);
+        varint::put(&mut r, record.headers.len() as i64);
         for (name, value) in record.headers {
             put_varbytes(&mut r, name.as_bytes());
             put_varbytes(&mut r, value);
         }
-        put_varint(&mut body, r.len() as i64);
+        varint::put(&mut body, r.len() as i64);
         body.extend_from_slice(&r);
     }
 
@@ -108,39 +110,14 @@ fn record_batch(records: &[Record], timestamp: i64) -> Vec<u8> {
     batch
 }
 
-/// Kafka's zigzag varint (protobuf style).
-fn put_varint(out: &mut Vec<u8>, value: i64) {
-    let mut n = ((value << 1) ^ (value >> 63)) as u64;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
 fn put_varbytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(out, bytes.len() as i64);
+    varint::put(out, bytes.len() as i64);
     out.extend_from_slice(bytes);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn varints_are_zigzag() {
-        let enc = |v| {
-            let mut out = vec![];
-            put_varint(&mut out, v);
-            out
-        };
-        assert_eq!(enc(0), [0]);
-        assert_eq!(enc(-1), [1]);
-        assert_eq!(enc(1), [2]);
-        assert_eq!(enc(63), [126]);
-        assert_eq!(enc(64), [0x80, 1]);
-        assert_eq!(enc(300), [0xd8, 0x04]);
-    }
 
     #[test]
     fn batch_header_carries_length_crc_and_timestamp() {

@@ -264,11 +264,12 @@ fn file_backed_service(cfg: &StackConfig, port: u16) -> Service {
     }
 }
 
-/// A DynamoDB Local of its own, separate from the stack's, that keeps its tables (and their
-/// streams) in a directory, so they survive [`DynamoDbInstance::restart`]. See
-/// [`super::start_dynamodb_file_backed`].
+/// A DynamoDB Local of its own, separate from the stack's: file-backed, keeping its tables
+/// (and their streams) in a directory, so they survive [`DynamoDbInstance::restart`] (see
+/// [`super::start_dynamodb_file_backed`]), or in memory, starting empty (see
+/// [`super::start_dynamodb_in_memory`]).
 ///
-/// Started with `-dbPath <dir> -sharedDb`: one database file (`shared-local-instance.db`)
+/// File-backed, it is started with `-dbPath <dir> -sharedDb`: one database file (`shared-local-instance.db`)
 /// whatever region and access key a client signs with. What survives a restart (seen with
 /// 1.25.1, by SIGTERM and by SIGKILL alike): items, tables, each table's stream with the same
 /// ARN, shard ids, sequence numbers and event ids; a shard iterator handed out before the
@@ -282,18 +283,23 @@ fn file_backed_service(cfg: &StackConfig, port: u16) -> Service {
 pub struct DynamoDbInstance {
     service: Service,
     install: Install,
+    /// Its working directory; with `file_backed`, where the tables are stored.
     db_dir: PathBuf,
+    file_backed: bool,
 }
 
 impl DynamoDbInstance {
+    /// Starts an instance on `port` working in `db_dir`; `file_backed`:
+    /// tables stored there (`-dbPath`), else in memory (`-inMemory`).
     pub(crate) async fn start(
         cfg: &StackConfig,
         install: Install,
         port: u16,
         db_dir: &Path,
+        file_backed: bool,
     ) -> anyhow::Result<DynamoDbInstance> {
         if port == 0 {
-            bail!("a file-backed DynamoDB Local needs a port number, not 0");
+            bail!("a DynamoDB Local of its own needs a port number, not 0");
         }
         std::fs::create_dir_all(db_dir)
             .with_context(|| format!("creating {}", db_dir.display()))?;
@@ -306,6 +312,7 @@ impl DynamoDbInstance {
             service: file_backed_service(cfg, port),
             install,
             db_dir,
+            file_backed,
         };
         // A live pid file for this port is a leftover of a test process that was killed before
         // it could stop its instance; it may serve another directory, so it goes.
@@ -388,15 +395,16 @@ impl DynamoDbInstance {
                 self.service.port
             );
         }
-        let storage = [
-            "-dbPath",
-            self.db_dir
-                .to_str()
-                .context("the database directory is not valid UTF-8")?,
-            "-sharedDb",
-        ];
+        let db_path = self
+            .db_dir
+            .to_str()
+            .context("the database directory is not valid UTF-8")?;
+        let storage: &[&str] = match self.file_backed {
+            true => &["-dbPath", db_path, "-sharedDb"],
+            false => &["-inMemory", "-sharedDb"],
+        };
         self.service
-            .ensure_running(|| command(&self.install, self.service.port, &storage, &self.db_dir))
+            .ensure_running(|| command(&self.install, self.service.port, storage, &self.db_dir))
             .await
             .map(drop)
     }

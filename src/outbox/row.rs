@@ -6,7 +6,6 @@
 //! move a row between states.
 
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -262,11 +261,17 @@ pub fn after_failure(
     AfterFailure::RetryIn(half + ((half as f64) * jitter.clamp(0.0, 1.0)) as i64)
 }
 
+/// RFC 3339 in UTC with exactly three fractional digits. Fixed width on
+/// purpose: `created_at` is the range key of the audit indexes, which compare
+/// strings, so string order must be time order (`…05.1Z` would sort after
+/// `…05.05Z` if the digits were trimmed).
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t
-        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_default()
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_default()
 }
 
 pub fn epoch_ms(t: OffsetDateTime) -> i64 {
@@ -283,6 +288,32 @@ mod tests {
             event_id: event_id.into(),
             sequence_number: Some("100".into()),
         }
+    }
+
+    #[test]
+    fn rfc3339_is_utc_with_three_fractional_digits_so_strings_sort_as_times() {
+        assert_eq!(
+            rfc3339(datetime!(2026-11-28 10:00:05 UTC)),
+            "2026-11-28T10:00:05.000Z"
+        );
+        assert_eq!(
+            rfc3339(datetime!(2026-11-28 10:00:05.1 UTC)),
+            "2026-11-28T10:00:05.100Z"
+        );
+        assert_eq!(
+            rfc3339(datetime!(2026-11-28 12:00:05.123456 +02:00)),
+            "2026-11-28T10:00:05.123Z"
+        );
+        let times = [
+            datetime!(2026-11-28 10:00:05.05 UTC),
+            datetime!(2026-11-28 10:00:05.1 UTC),
+            datetime!(2026-11-28 10:00:05 UTC),
+        ];
+        let mut by_string = times.map(rfc3339);
+        by_string.sort();
+        let mut by_time = times;
+        by_time.sort();
+        assert_eq!(by_string, by_time.map(rfc3339));
     }
 
     #[test]

@@ -33,6 +33,9 @@ const TRANSIENT_RETRIES: u32 = 5;
 /// sends the batch down the one-by-one path; 25 keeps that cost small.
 pub const MARK_BATCH: usize = 25;
 
+/// Transactions (inserts, marks) one store keeps in flight at once.
+const TRANSACTION_CONCURRENCY: usize = 4;
+
 /// New rows per TransactWriteItems request: the service's limits are 100
 /// items and 4 MB, and a row can hold a 256 KB payload.
 const INSERT_BATCH: usize = 100;
@@ -173,40 +176,59 @@ impl OutboxStore {
     }
 
     /// [`insert`](Self::insert) for many rows, in transactions of conditional
-    /// puts: one request per hundred rows instead of one per row. When a
-    /// transaction is cancelled (some row exists already, or one is refused),
+    /// puts: one request per hundred rows instead of one per row,
+    /// [`TRANSACTION_CONCURRENCY`] in flight. When a transaction is cancelled (some row exists already, or one is refused),
     /// its rows are written one by one, so each gets its own answer.
     pub async fn insert_all(&self, rows: &[OutboxRow]) -> Vec<Result<Written, StoreError>> {
-        let mut results = Vec::with_capacity(rows.len());
-        for chunk in insert_chunks(rows) {
-            match self.insert_transaction(chunk).await {
-                Ok(()) => results.extend(chunk.iter().map(|_| Ok(Written::Yes))),
-                Err(_) => {
-                    let singles = chunk.iter().map(|row| self.insert(row)).collect::<Vec<_>>();
-                    results.extend(
-                        stream::iter(singles)
-                            .buffered(WRITE_CONCURRENCY)
-                            .collect::<Vec<_>>()
-                            .await,
-                    );
-                }
-            }
-        }
-        results
+        let chunks: Vec<_> = insert_chunks(rows)
+            .into_iter()
+            .map(|chunk| self.insert_chunk(chunk))
+            .collect();
+        stream::iter(chunks)
+            .buffered(TRANSACTION_CONCURRENCY)
+            .flat_map(stream::iter)
+            .collect()
+            .await
     }
 
-    async fn insert_transaction(&self, rows: &[OutboxRow]) -> Result<(), StoreError> {
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(to_item(row)?))
-                .condition_expression("attribute_not_exists(id)")
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            items.push(TransactWriteItem::builder().put(put).build());
+    /// One transaction of new rows, or each row alone if it is cancelled.
+    async fn insert_chunk(&self, chunk: &[OutboxRow]) -> Vec<Result<Written, StoreError>> {
+        let puts = chunk
+            .iter()
+            .map(|row| {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(to_item(row)?))
+                    .condition_expression("attribute_not_exists(id)")
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect();
+        let each = chunk.iter().map(|row| self.insert(row)).collect();
+        self.transact_or_each(puts, each).await
+    }
+
+    /// Writes `items` in one transaction; when it is cancelled (some row's
+    /// condition failed, or one is refused) or cannot be built, runs `each`
+    /// (the same writes, one by one), so every row gets its own answer.
+    async fn transact_or_each<F>(
+        &self,
+        items: Result<Vec<TransactWriteItem>, StoreError>,
+        each: Vec<F>,
+    ) -> Vec<Result<Written, StoreError>>
+    where
+        F: std::future::Future<Output = Result<Written, StoreError>>,
+    {
+        if let Ok(items) = items {
+            if self.transact(items).await.is_ok() {
+                return each.iter().map(|_| Ok(Written::Yes)).collect();
+            }
         }
-        self.transact(items).await
+        stream::iter(each)
+            .buffered(WRITE_CONCURRENCY)
+            .collect()
+            .await
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
@@ -246,49 +268,57 @@ impl OutboxStore {
         &self,
         ids: &[&str],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let mut new = std::collections::HashSet::new();
-        for chunk in ids.chunks(100) {
-            let keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|id| HashMap::from([("id".to_string(), s(*id))]))
-                .collect();
-            let mut request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .projection_expression("id, #status, attempts")
-                .expression_attribute_names("#status", "status")
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            loop {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(StoreError::from_sdk)?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
+        let reads: Vec<_> = ids.chunks(100).map(|c| self.still_new_of(c)).collect();
+        let chunks: Vec<_> = stream::iter(reads)
+            .buffer_unordered(TRANSACTION_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    /// [`still_new`](Self::still_new) for at most 100 ids: one BatchGetItem
+    /// (and more for keys DynamoDB left unprocessed).
+    async fn still_new_of(&self, ids: &[&str]) -> Result<Vec<String>, StoreError> {
+        let keys: Vec<HashMap<String, AttributeValue>> = ids
+            .iter()
+            .map(|id| HashMap::from([("id".to_string(), s(*id))]))
+            .collect();
+        let mut request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .projection_expression("id, #status, attempts")
+            .expression_attribute_names("#status", "status")
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut new = Vec::new();
+        loop {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                let status = item.get("status").and_then(|v| v.as_s().ok());
+                let attempts = item.get("attempts").and_then(|v| v.as_n().ok());
+                if status.map(String::as_str) == Some(Status::Pending.as_str())
+                    && attempts.map(String::as_str) == Some("0")
                 {
-                    let status = item.get("status").and_then(|v| v.as_s().ok());
-                    let attempts = item.get("attempts").and_then(|v| v.as_n().ok());
-                    if status.map(String::as_str) == Some(Status::Pending.as_str())
-                        && attempts.map(String::as_str) == Some("0")
-                    {
-                        if let Some(AttributeValue::S(id)) = item.get("id") {
-                            new.insert(id.clone());
-                        }
+                    if let Some(AttributeValue::S(id)) = item.get("id") {
+                        new.push(id.clone());
                     }
                 }
-                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                    Some(rest) if !rest.keys.is_empty() => request = rest,
-                    _ => break,
-                }
+            }
+            match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                Some(rest) if !rest.keys.is_empty() => request = rest,
+                _ => return Ok(new),
             }
         }
-        Ok(new)
     }
 
     /// Ids of rows due at `now` (PENDING past their backoff, or IN_FLIGHT
@@ -378,52 +408,54 @@ impl OutboxStore {
     }
 
     /// Marks rows DELIVERED with the broker's answers, if `holder` still
-    /// holds them: in transactions of [`MARK_BATCH`], one by one when a
-    /// transaction is cancelled. The rows leave the due index. Answers come
-    /// back in order. `after_first_batch` runs once the first transaction is
-    /// written (the crash tests' `during_mark` failpoint).
+    /// holds them: in transactions of [`MARK_BATCH`], [`TRANSACTION_CONCURRENCY`] in
+    /// flight, one by one when a transaction is cancelled. The rows leave the
+    /// due index. Answers come back in order. `after_first_batch` runs once
+    /// the first transaction is written (the crash tests' `during_mark`
+    /// failpoint).
     pub async fn mark_delivered_all<F: std::future::Future<Output = ()>>(
         &self,
         marks: &[(&str, &Delivery)],
         holder: Holder<'_>,
         now: OffsetDateTime,
+        expires_at: Option<i64>,
         after_first_batch: impl FnOnce() -> F,
     ) -> Vec<Result<Written, StoreError>> {
         let mut after_first_batch = Some(after_first_batch);
         let mut results = Vec::with_capacity(marks.len());
-        for chunk in marks.chunks(MARK_BATCH) {
-            let transitions: Vec<Transition> = chunk
-                .iter()
-                .map(|(id, delivery)| Transition::delivered(id, holder, delivery, now))
-                .collect();
-            let items = transitions
-                .iter()
-                .map(|t| t.transact_item(&self.table))
-                .collect::<Result<Vec<_>, _>>();
-            let in_one = match items {
-                Ok(items) => self.transact(items).await.is_ok(),
-                Err(_) => false,
-            };
-            match in_one {
-                true => results.extend(chunk.iter().map(|_| Ok(Written::Yes))),
-                false => {
-                    let singles = transitions
+        // Futures collected first, then streamed: a closure inside the
+        // stream would make the relay's future not `Send` (a known
+        // higher-ranked lifetime limitation of the compiler).
+        let batches: Vec<_> = marks
+            .chunks(MARK_BATCH)
+            .map(|chunk| {
+                self.apply_all(
+                    chunk
                         .iter()
-                        .map(|t| self.apply(t))
-                        .collect::<Vec<_>>();
-                    results.extend(
-                        stream::iter(singles)
-                            .buffered(WRITE_CONCURRENCY)
-                            .collect::<Vec<_>>()
-                            .await,
-                    );
-                }
-            }
+                        .map(|(id, d)| Transition::delivered(id, holder, d, now, expires_at))
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut batches = stream::iter(batches).buffered(TRANSACTION_CONCURRENCY);
+        while let Some(batch) = batches.next().await {
+            results.extend(batch);
             if let Some(hook) = after_first_batch.take() {
                 hook().await;
             }
         }
         results
+    }
+
+    /// Writes the transitions in one transaction, or one by one when the
+    /// transaction is cancelled (a row changed hands).
+    async fn apply_all(&self, transitions: Vec<Transition>) -> Vec<Result<Written, StoreError>> {
+        let items = transitions
+            .iter()
+            .map(|t| t.transact_item(&self.table))
+            .collect();
+        let each = transitions.iter().map(|t| self.apply(t)).collect();
+        self.transact_or_each(items, each).await
     }
 
     /// Back to PENDING, due again at `due_at` (epoch ms), keeping the error.
@@ -501,7 +533,12 @@ impl OutboxStore {
     }
 }
 
-fn written<T, E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+/// A conditional write's outcome: written, condition failed, or an error.
+pub(crate) fn written<
+    T,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+>(
     result: Result<T, SdkError<E, R>>,
 ) -> Result<Written, StoreError> {
     match result {
@@ -580,19 +617,24 @@ impl Transition {
         }
     }
 
+    /// DELIVERED with the broker's answer; with `expires_at` (retention,
+    /// epoch seconds) the row also gets its TTL.
     fn delivered(
         id: &str,
         holder: Holder<'_>,
         delivery: &Delivery,
         now: OffsetDateTime,
+        expires_at: Option<i64>,
     ) -> Transition {
-        let mut t = Transition::new(
-            id,
-            holder,
-            "#status = :delivered, kafka_topic = :topic, kafka_partition = :partition, \
-             kafka_offset = :offset, kafka_timestamp = :timestamp, delivered_at = :now",
-            &["due_shard", "due_at"],
-        );
+        let mut set = "#status = :delivered, kafka_topic = :topic, kafka_partition = :partition, \
+             kafka_offset = :offset, kafka_timestamp = :timestamp, delivered_at = :now"
+            .to_string();
+        if expires_at.is_some() {
+            set.push_str(", expires_at = :expires_at");
+        }
+        let mut t = Transition::new(id, holder, &set, &["due_shard", "due_at"]);
+        t.values
+            .extend(expires_at.map(|e| (":expires_at".to_string(), n(e))));
         t.values.extend([
             (":delivered".to_string(), s(Status::Delivered.as_str())),
             (":topic".to_string(), s(&delivery.topic)),

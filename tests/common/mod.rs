@@ -4,14 +4,15 @@
 //! the `rdkafka` crate: not the project's Kafka code).
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use raffle_outbox::config::{aws_clients, default_to_local_stack};
 use raffle_outbox::local::{self, StackConfig};
 use raffle_outbox::outbox::{OutboxRow, OutboxStore};
-use raffle_outbox::{migrate, Config};
+use raffle_outbox::pipeline::{Pipeline, PipelineReport};
+use raffle_outbox::{demo, migrate, Config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -23,7 +24,11 @@ static ENV: Once = Once::new();
 static STACK: OnceCell<()> = OnceCell::const_new();
 
 /// One test's world: its own tables and topic on the shared local stack.
+/// Its tables (every table whose name carries its suffix) are deleted when
+/// it is dropped, unless the test failed: those are kept for inspection.
+/// A suite that left its tables behind grew DynamoDB Local by gigabytes.
 pub struct TestEnv {
+    pub suffix: String,
     pub stack: StackConfig,
     pub config: Config,
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -38,7 +43,7 @@ pub async fn env() -> TestEnv {
             local::up(&stack).await.expect("local stack up");
         })
         .await;
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let mut config = Config::from_env().expect("config");
     config.participants_table = format!("participants_{suffix}");
     config.outbox_table = format!("outbox_{suffix}");
@@ -51,6 +56,7 @@ pub async fn env() -> TestEnv {
     migrate::migrate(&dynamodb, &config).await.expect("migrate");
     let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
     TestEnv {
+        suffix,
         stack,
         config,
         dynamodb,
@@ -58,7 +64,57 @@ pub async fn env() -> TestEnv {
     }
 }
 
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed: keeping its tables (*_{}) for inspection",
+                self.suffix
+            );
+            return;
+        }
+        let suffix = self.suffix.clone();
+        // Drop cannot await, and the test's runtime may be shutting down:
+        // a runtime and a client of its own, on a thread of its own.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let (dynamodb, _) = aws_clients().await;
+                let mut pages = dynamodb.list_tables().into_paginator().send();
+                let mut tables = Vec::new();
+                while let Some(page) = pages.next().await {
+                    tables.extend(page?.table_names.unwrap_or_default());
+                }
+                for table in tables.iter().filter(|t| t.contains(&suffix)) {
+                    dynamodb.delete_table().table_name(table).send().await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = deleted {
+            eprintln!(
+                "could not delete the test's tables (*_{}): {e:#}",
+                self.suffix
+            );
+        }
+    }
+}
+
 impl TestEnv {
+    /// Runs the whole local pipeline on the test's tables and topic until it
+    /// has been idle for 2 s.
+    pub async fn run_pipeline(&self) -> PipelineReport {
+        Pipeline::connect(&self.config)
+            .await
+            .expect("pipeline")
+            .run(Some(Duration::from_secs(2)))
+            .await
+            .expect("pipeline run")
+    }
+
     pub async fn rows(&self) -> Vec<OutboxRow> {
         self.outbox.scan_all().await.expect("scan outbox")
     }
@@ -72,6 +128,30 @@ impl TestEnv {
             expected,
         )
     }
+}
+
+/// Saves the demo's sample participants numbered `numbers` into `table`;
+/// returns their ids.
+pub async fn save_participants(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    numbers: std::ops::Range<usize>,
+) -> Vec<String> {
+    let (ids, items): (Vec<String>, Vec<serde_json::Value>) =
+        numbers.map(demo::sample_participant).unzip();
+    demo::save_all(dynamodb, table, items)
+        .await
+        .expect("saving participants");
+    ids
+}
+
+/// Rows per state, for progress lines and assertion messages.
+pub fn counts(rows: &[OutboxRow]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for row in rows {
+        *counts.entry(row.status.to_string()).or_default() += 1;
+    }
+    counts
 }
 
 /// One message as an independent client sees it.
