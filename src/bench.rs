@@ -1,14 +1,17 @@
 //! `raffle-outbox bench`: the figures of the performance targets, measured
-//! in one run on the local stack, each leg on tables and a topic of its own.
+//! in one run on the local stack, each leg on tables and a topic of its own,
+//! each leg that writes to DynamoDB on a DynamoDB Local of its own.
 //!
 //! - the Kafka leg: N participant-sized keyed messages through our producer,
 //!   against `kcat -P` sending the same messages to the same broker, and a
 //!   loop of one awaited send per message (the usual first version);
-//! - the relay: N outbox rows from PENDING to DELIVERED (the stream path);
+//! - the relay: N outbox rows from PENDING to DELIVERED (the stream path),
+//!   and the same relay handed one row at a time;
 //! - end to end: N participants saved until all are DELIVERED, by a
 //!   `raffle-outbox run` child process (whose peak RSS is measured), against
 //!   DynamoDB Local's raw write ceiling measured in the same run;
-//! - outbox writes and write units per delivered participant.
+//! - outbox writes and write units per delivered participant;
+//! - optionally, `audit export` of a seeded outbox (rows/s, peak RSS).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

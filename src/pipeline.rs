@@ -137,7 +137,15 @@ impl Pipeline {
             }
             anyhow::Ok((relayed, !events.is_empty()))
         };
-        let (records, (relayed, outbox_moved)) = tokio::try_join!(stream_leg, relay_leg)?;
+        // Both legs run to their end even if one fails: dropping the relay
+        // between a send and its mark would only make a duplicate.
+        let (stream_leg, relay_leg) = tokio::join!(stream_leg, relay_leg);
+        if let Ok((relayed, _)) = &relay_leg {
+            report.relay += *relayed;
+        }
+        let records = stream_leg?;
+        report.stream_records += records;
+        let (_, outbox_moved) = relay_leg?;
         // The sweep finds retries and abandoned rows, all due seconds from
         // now at the earliest: once per SWEEP_EVERY is enough, and leaves
         // DynamoDB to the stream legs.
@@ -148,8 +156,6 @@ impl Pipeline {
             }
             false => RelayReport::default(),
         };
-        report.stream_records += records;
-        report.relay += relayed;
         report.relay += swept;
         Ok(records > 0 || outbox_moved || swept.claimed > 0)
     }

@@ -136,10 +136,15 @@ impl Relay {
             .chunks(self.config.relay_batch_size.max(1))
             .map(|batch| self.deliver(batch, Holder::Fresh))
             .collect();
-        let mut batches = stream::iter(batches).buffer_unordered(BATCHES_IN_FLIGHT);
+        // Every batch runs to its end before an error is returned: a batch
+        // dropped between its send and its marks would only make duplicates.
+        let outcomes: Vec<_> = stream::iter(batches)
+            .buffer_unordered(BATCHES_IN_FLIGHT)
+            .collect()
+            .await;
         let mut report = RelayReport::default();
-        while let Some(batch) = batches.next().await {
-            report += batch?;
+        for outcome in outcomes {
+            report += outcome?;
         }
         Ok(report)
     }

@@ -4,7 +4,8 @@
 //! What samsa 0.1.8 lacks and this type adds:
 //! - samsa's `TcpConnection` is `Clone`, and clones share one socket without a
 //!   lock: two tasks interleaving writes would corrupt the stream. Here a
-//!   connection is owned and used behind a `Mutex` by its owner.
+//!   connection has one user at a time (the producer's [`super::pool`]
+//!   lends it out; the topic reader owns its own).
 //! - samsa never checks correlation ids. Every request here gets a fresh id
 //!   and the response must carry it, so a stray reply (for example one left on
 //!   the socket by an acks=-1 produce through samsa's own `produce()`, which

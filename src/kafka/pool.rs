@@ -47,7 +47,6 @@ impl Default for Pool {
 }
 
 impl Pool {
-
     /// Waits for a free slot, then reuses an idle connection or dials one.
     pub async fn take(
         &self,

@@ -177,8 +177,9 @@ impl OutboxStore {
 
     /// [`insert`](Self::insert) for many rows, in transactions of conditional
     /// puts: one request per hundred rows instead of one per row,
-    /// [`TRANSACTION_CONCURRENCY`] in flight. When a transaction is cancelled (some row exists already, or one is refused),
-    /// its rows are written one by one, so each gets its own answer.
+    /// [`TRANSACTION_CONCURRENCY`] in flight. When a transaction is cancelled
+    /// (some row exists already, or one is refused), its rows are written
+    /// one by one, so each gets its own answer.
     pub async fn insert_all(&self, rows: &[OutboxRow]) -> Vec<Result<Written, StoreError>> {
         let chunks: Vec<_> = insert_chunks(rows)
             .into_iter()
