@@ -94,15 +94,43 @@ struct DynamoLeg {
 
 impl DynamoLeg {
     async fn start(base: &Config, stack: &StackConfig, name: &str) -> anyhow::Result<DynamoLeg> {
+        DynamoLeg::start_at(base, stack, name, migrate::MIGRATIONS.len()).await
+    }
+
+    /// A leg whose tables have only the first `migrations` migrations.
+    async fn start_at(
+        base: &Config,
+        stack: &StackConfig,
+        name: &str,
+        migrations: usize,
+    ) -> anyhow::Result<DynamoLeg> {
         let config = leg(base, stack, name).await?;
         let instance = local::start_dynamodb_in_memory(stack).await?;
         let (dynamodb, _) = instance.clients().await;
-        migrate::migrate(&dynamodb, &config).await?;
+        migrate::migrate_to(&dynamodb, &config, migrations).await?;
         Ok(DynamoLeg {
             config,
             instance,
             dynamodb,
         })
+    }
+
+    /// `raffle-outbox ARGS` on this leg's tables, topic and DynamoDB Local.
+    fn command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let c = &self.config;
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(args)
+            .env("PARTICIPANTS_TABLE", &c.participants_table)
+            .env("OUTBOX_TABLE", &c.outbox_table)
+            .env("KAFKA_TOPIC", &c.kafka_topic)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", self.instance.endpoint())
+            .env(
+                "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+                self.instance.endpoint(),
+            )
+            .env("RUST_LOG", "warn");
+        Ok(command)
     }
 
     /// N outbox rows as the stream handler writes them, stored.
@@ -141,7 +169,12 @@ impl DynamoLeg {
 }
 
 fn rate(count: usize, elapsed: Duration) -> f64 {
-    (count as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0
+    tenths(count as f64 / elapsed.as_secs_f64())
+}
+
+/// Rounded to one decimal, as the figures are printed.
+fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 pub async fn run(
@@ -269,15 +302,7 @@ async fn end_to_end(
 ) -> anyhow::Result<(PipelineReport, Duration, i64)> {
     let (config, dynamodb) = (&leg.config, &leg.dynamodb);
     let n = items.len();
-    let mut run = Command::new(std::env::current_exe()?);
-    run.args(["run", "--until-idle", "--idle-seconds", "3"])
-        .env("PARTICIPANTS_TABLE", &config.participants_table)
-        .env("OUTBOX_TABLE", &config.outbox_table)
-        .env("KAFKA_TOPIC", &config.kafka_topic)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", leg.instance.endpoint())
-        .env("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", leg.instance.endpoint())
-        .env("RUST_LOG", "warn");
-    let child = spawn_measured(run)?;
+    let child = spawn_measured(leg.command(&["run", "--until-idle", "--idle-seconds", "3"])?)?;
     let started = OffsetDateTime::now_utc();
     demo::save_all(dynamodb, &config.participants_table, items).await?;
     let (stdout, peak_rss_kb) = tokio::task::spawn_blocking(move || child.wait()).await??;
@@ -301,7 +326,7 @@ async fn end_to_end(
 }
 
 fn mb(kib: i64) -> f64 {
-    (kib as f64 / 1024.0 * 10.0).round() / 10.0
+    tenths(kib as f64 / 1024.0)
 }
 
 /// A child process whose own peak resident set (`VmHWM`) is watched while
@@ -368,11 +393,8 @@ impl Measured {
 /// (see [`local::disable_stream`]), and the audit indexes are then added by
 /// migration, which backfills them, as on a production upgrade.
 async fn export(base: &Config, stack: &StackConfig, rows: usize) -> anyhow::Result<ExportFigures> {
-    let config = leg(base, stack, "export").await?;
-    let instance = local::start_dynamodb_in_memory(stack).await?;
-    let (dynamodb, _) = instance.clients().await;
-    let dynamodb = &dynamodb;
-    migrate::migrate_to(dynamodb, &config, 2).await?;
+    let leg = DynamoLeg::start_at(base, stack, "export", 2).await?;
+    let (config, dynamodb) = (&leg.config, &leg.dynamodb);
     local::disable_stream(dynamodb, &config.outbox_table).await?;
     let t0 = OffsetDateTime::now_utc() - Duration::from_secs(86_400);
     let items = (0..rows)
@@ -382,17 +404,14 @@ async fn export(base: &Config, stack: &StackConfig, rows: usize) -> anyhow::Resu
     demo::save_all(dynamodb, &config.outbox_table, items).await?;
     let seed_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    migrate::migrate(dynamodb, &config).await?;
+    migrate::migrate(dynamodb, config).await?;
     let index_backfill_s = started.elapsed().as_secs_f64();
 
-    let file = stack.home.join("run").join("bench-export.csv");
-    let mut command = Command::new(std::env::current_exe()?);
-    command
-        .args(["audit", "export", "--format", "csv", "--output"])
-        .arg(&file)
-        .env("OUTBOX_TABLE", &config.outbox_table)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", instance.endpoint())
-        .env("RUST_LOG", "warn");
+    let file = stack.run_dir().join("bench-export.csv");
+    let output = file
+        .to_str()
+        .context("the run directory is not valid UTF-8")?;
+    let command = leg.command(&["audit", "export", "--format", "csv", "--output", output])?;
     let started = Instant::now();
     let child = spawn_measured(command)?;
     let (_, peak_rss_kb) = tokio::task::spawn_blocking(move || child.wait()).await??;
@@ -411,8 +430,8 @@ async fn export(base: &Config, stack: &StackConfig, rows: usize) -> anyhow::Resu
         rows,
         export_rows_per_s: rate(rows, elapsed),
         export_peak_rss_mb: mb(peak_rss_kb),
-        seed_s: (seed_s * 10.0).round() / 10.0,
-        index_backfill_s: (index_backfill_s * 10.0).round() / 10.0,
+        seed_s: tenths(seed_s),
+        index_backfill_s: tenths(index_backfill_s),
     })
 }
 
@@ -457,7 +476,7 @@ async fn kcat(
     ensure_kcat()?;
     let lib = librdkafka(stack)?;
     let config = leg(base, stack, "kcat").await?;
-    let file = stack.home.join("run").join("bench-kcat-input.tsv");
+    let file = stack.run_dir().join("bench-kcat-input.tsv");
     let lines: Vec<String> = participants
         .iter()
         .map(|(id, p)| format!("{id}\t{p}"))

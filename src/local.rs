@@ -95,7 +95,7 @@ impl StackConfig {
     }
 
     /// Directory for pid files, logs and the broker's working directory.
-    fn run_dir(&self) -> PathBuf {
+    pub fn run_dir(&self) -> PathBuf {
         self.home.join("run")
     }
 }
@@ -231,11 +231,7 @@ pub async fn start_dynamodb_file_backed(
     port: u16,
     db_dir: &Path,
 ) -> anyhow::Result<DynamoDbInstance> {
-    let install = {
-        let _lock = StackLock::acquire(cfg).await?;
-        dynamodb_local::install(&cfg.home).await?
-    };
-    DynamoDbInstance::start(cfg, install, port, db_dir, true).await
+    start_own_dynamodb(cfg, port, db_dir, true).await
 }
 
 /// A DynamoDB Local of its own, in memory, on a free port: empty, whatever
@@ -243,13 +239,22 @@ pub async fn start_dynamodb_file_backed(
 /// DynamoDB Local's writes to stream-enabled tables slow down with every
 /// stream record it holds, across all tables). Dropping it stops it.
 pub async fn start_dynamodb_in_memory(cfg: &StackConfig) -> anyhow::Result<DynamoDbInstance> {
+    start_own_dynamodb(cfg, free_port()?, &cfg.run_dir(), false).await
+}
+
+/// A DynamoDB Local besides the stack's, installed first if missing (under
+/// the stack's lock, so a concurrent `up` does not install it twice).
+async fn start_own_dynamodb(
+    cfg: &StackConfig,
+    port: u16,
+    dir: &Path,
+    file_backed: bool,
+) -> anyhow::Result<DynamoDbInstance> {
     let install = {
         let _lock = StackLock::acquire(cfg).await?;
         dynamodb_local::install(&cfg.home).await?
     };
-    let port = free_port()?;
-    let work_dir = cfg.run_dir().join(format!("dynamodb-local-memory-{port}"));
-    DynamoDbInstance::start(cfg, install, port, &work_dir, false).await
+    DynamoDbInstance::start(cfg, install, port, dir, file_backed).await
 }
 
 /// Turns off a table's stream, for seeding many rows that no stream reader

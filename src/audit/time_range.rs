@@ -5,10 +5,9 @@
 //! earlier versions have a fraction of no fixed width (`…:05Z` for a whole
 //! second, `…:05.12Z` for 120 ms), and for those text order is time order
 //! only to the second. So that old and new rows both answer exactly, the
-//! key condition asks
-//! the index for whole seconds (`created_at BETWEEN "…:05" AND "…:09"`, which
-//! is exact at that precision because every stored value continues its
-//! second's prefix) and [`TimeRange::contains`] keeps the exact window by
+//! key condition asks the index for whole seconds (`created_at BETWEEN
+//! "…:05" AND "…:09"`, which is exact at that precision because every
+//! stored value continues its second's prefix) and [`TimeRange::contains`] keeps the exact window by
 //! parsing each row's time: at most the rows of the two edge seconds are
 //! read and dropped.
 

@@ -269,8 +269,8 @@ fn file_backed_service(cfg: &StackConfig, port: u16) -> Service {
 /// [`super::start_dynamodb_file_backed`]), or in memory, starting empty (see
 /// [`super::start_dynamodb_in_memory`]).
 ///
-/// File-backed, it is started with `-dbPath <dir> -sharedDb`: one database file (`shared-local-instance.db`)
-/// whatever region and access key a client signs with. What survives a restart (seen with
+/// File-backed, it is started with `-dbPath <dir> -sharedDb`: one database file
+/// (`shared-local-instance.db`) whatever region and access key a client signs with. What survives a restart (seen with
 /// 1.25.1, by SIGTERM and by SIGKILL alike): items, tables, each table's stream with the same
 /// ARN, shard ids, sequence numbers and event ids; a shard iterator handed out before the
 /// restart still works after it (it is self-describing: shard, sequence number and the time

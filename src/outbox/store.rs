@@ -33,8 +33,9 @@ const TRANSIENT_RETRIES: u32 = 5;
 /// sends the batch down the one-by-one path; 25 keeps that cost small.
 pub const MARK_BATCH: usize = 25;
 
-/// Transactions (inserts, marks) one store keeps in flight at once.
-const TRANSACTION_CONCURRENCY: usize = 4;
+/// Batched requests (insert and mark transactions, `still_new` reads) one
+/// store keeps in flight at once.
+const BATCH_CONCURRENCY: usize = 4;
 
 /// New rows per TransactWriteItems request: the service's limits are 100
 /// items and 4 MB, and a row can hold a 256 KB payload.
@@ -177,7 +178,7 @@ impl OutboxStore {
 
     /// [`insert`](Self::insert) for many rows, in transactions of conditional
     /// puts: one request per hundred rows instead of one per row,
-    /// [`TRANSACTION_CONCURRENCY`] in flight. When a transaction is cancelled
+    /// [`BATCH_CONCURRENCY`] in flight. When a transaction is cancelled
     /// (some row exists already, or one is refused), its rows are written
     /// one by one, so each gets its own answer.
     pub async fn insert_all(&self, rows: &[OutboxRow]) -> Vec<Result<Written, StoreError>> {
@@ -186,7 +187,7 @@ impl OutboxStore {
             .map(|chunk| self.insert_chunk(chunk))
             .collect();
         stream::iter(chunks)
-            .buffered(TRANSACTION_CONCURRENCY)
+            .buffered(BATCH_CONCURRENCY)
             .flat_map(stream::iter)
             .collect()
             .await
@@ -271,7 +272,7 @@ impl OutboxStore {
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         let reads: Vec<_> = ids.chunks(100).map(|c| self.still_new_of(c)).collect();
         let chunks: Vec<_> = stream::iter(reads)
-            .buffer_unordered(TRANSACTION_CONCURRENCY)
+            .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect()
             .await?;
         Ok(chunks.into_iter().flatten().collect())
@@ -409,9 +410,9 @@ impl OutboxStore {
     }
 
     /// Marks rows DELIVERED with the broker's answers, if `holder` still
-    /// holds them: in transactions of [`MARK_BATCH`], [`TRANSACTION_CONCURRENCY`] in
-    /// flight, one by one when a transaction is cancelled. The rows leave the
-    /// due index. Answers come back in order. `after_first_batch` runs once
+    /// holds them: in transactions of [`MARK_BATCH`], [`BATCH_CONCURRENCY`]
+    /// in flight, one by one when a transaction is cancelled. The rows leave
+    /// the due index. Answers come back in order. `after_first_batch` runs once
     /// the first transaction is written (the crash tests' `during_mark`
     /// failpoint).
     pub async fn mark_delivered_all<F: std::future::Future<Output = ()>>(
@@ -438,7 +439,7 @@ impl OutboxStore {
                 )
             })
             .collect();
-        let mut batches = stream::iter(batches).buffered(TRANSACTION_CONCURRENCY);
+        let mut batches = stream::iter(batches).buffered(BATCH_CONCURRENCY);
         while let Some(batch) = batches.next().await {
             results.extend(batch);
             if let Some(hook) = after_first_batch.take() {
