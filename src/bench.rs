@@ -54,6 +54,22 @@ pub struct Figures {
     pub relay_peak_rss_mb: f64,
     /// `--export-rows`: an `audit export` of that many rows.
     pub export: Option<ExportFigures>,
+    /// `--reconcile-participants`: a `reconcile` of that many participants.
+    pub reconcile: Option<ReconcileFigures>,
+}
+
+/// `raffle-outbox reconcile --json` over a seeded participants table and
+/// outbox, in a child process whose peak RSS is measured.
+#[derive(Debug, Serialize)]
+pub struct ReconcileFigures {
+    pub participants: usize,
+    pub reconcile_participants_per_s: f64,
+    pub reconcile_peak_rss_mb: f64,
+    /// Scan segments the command chose for the table.
+    pub segments: u64,
+    /// Seeding and index backfill, for the record (not in the figure).
+    pub seed_s: f64,
+    pub index_backfill_s: f64,
 }
 
 /// `raffle-outbox audit export --format csv` of a seeded outbox, in a child
@@ -182,6 +198,7 @@ pub async fn run(
     stack: &StackConfig,
     n: usize,
     export_rows: usize,
+    reconcile_participants: usize,
 ) -> anyhow::Result<Figures> {
     local::up(stack).await?;
     let participants: Vec<(String, serde_json::Value)> =
@@ -273,6 +290,10 @@ pub async fn run(
         0 => None,
         rows => Some(export(base, stack, rows).await?),
     };
+    let reconcile = match reconcile_participants {
+        0 => None,
+        n => Some(reconcile(base, stack, n).await?),
+    };
 
     Ok(Figures {
         participants: n,
@@ -290,6 +311,7 @@ pub async fn run(
             / 100.0,
         relay_peak_rss_mb: mb(peak_rss_kb),
         export,
+        reconcile,
     })
 }
 
@@ -430,6 +452,61 @@ async fn export(base: &Config, stack: &StackConfig, rows: usize) -> anyhow::Resu
         rows,
         export_rows_per_s: rate(rows, elapsed),
         export_peak_rss_mb: mb(peak_rss_kb),
+        seed_s: tenths(seed_s),
+        index_backfill_s: tenths(index_backfill_s),
+    })
+}
+
+/// The reconcile leg, on a DynamoDB Local of its own: `n` participants
+/// registered over a day, each with its outbox row as [`export_row`] makes
+/// them (98 % DELIVERED, 1 % FAILED, 1 % PENDING), seeded with both streams
+/// off and the audit indexes backfilled; then `reconcile --json`, whose
+/// counts are checked.
+async fn reconcile(
+    base: &Config,
+    stack: &StackConfig,
+    n: usize,
+) -> anyhow::Result<ReconcileFigures> {
+    let leg = DynamoLeg::start_at(base, stack, "reconcile", 2).await?;
+    let (config, dynamodb) = (&leg.config, &leg.dynamodb);
+    local::disable_stream(dynamodb, &config.participants_table).await?;
+    local::disable_stream(dynamodb, &config.outbox_table).await?;
+    let t0 = OffsetDateTime::now_utc() - Duration::from_secs(86_400);
+    let rows: Vec<OutboxRow> = (0..n)
+        .map(|i| export_row(i, t0, &config.kafka_topic))
+        .collect();
+    let participants = rows
+        .iter()
+        .map(|row| Ok(serde_json::from_slice(&row.payload_bytes()?)?))
+        .collect::<anyhow::Result<Vec<serde_json::Value>>>()?;
+    let rows = rows
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    demo::save_all(dynamodb, &config.participants_table, participants).await?;
+    demo::save_all(dynamodb, &config.outbox_table, rows).await?;
+    let seed_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    migrate::migrate(dynamodb, config).await?;
+    let index_backfill_s = started.elapsed().as_secs_f64();
+
+    let command = leg.command(&["reconcile", "--json"])?;
+    let started = Instant::now();
+    let child = spawn_measured(command)?;
+    let (stdout, peak_rss_kb) = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let elapsed = started.elapsed();
+    let report: serde_json::Value = serde_json::from_slice(&stdout)?;
+    anyhow::ensure!(
+        report["participants"].as_u64() == Some(n as u64)
+            && report["classes"]["missing"].as_u64() == Some(0),
+        "reconcile saw {report}"
+    );
+    Ok(ReconcileFigures {
+        participants: n,
+        reconcile_participants_per_s: rate(n, elapsed),
+        reconcile_peak_rss_mb: mb(peak_rss_kb),
+        segments: report["segments"].as_u64().unwrap_or(0),
         seed_s: tenths(seed_s),
         index_backfill_s: tenths(index_backfill_s),
     })

@@ -27,6 +27,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod participant;
 pub mod pipeline;
+pub mod reconcile;
 pub mod redrive;
 pub mod register;
 pub mod relay;

@@ -18,7 +18,7 @@ use crate::outbox::Status;
 use crate::relay::OUTBOX_ID_HEADER;
 
 /// Rows sorted and checked together.
-const CHUNK: usize = 50_000;
+pub const CHUNK: usize = 50_000;
 
 /// What is wrong with one DELIVERED row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,8 @@ impl fmt::Display for Problem {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How many DELIVERED rows were checked, and how many were wrong.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
     pub checked: u64,
     pub missing: u64,
@@ -90,28 +91,27 @@ pub async fn verify(
     on_problem: &mut dyn FnMut(&Problem),
     progress: &dyn Fn(u64),
 ) -> anyhow::Result<Report> {
-    let mut checker = Checker {
-        bootstrap,
-        auth,
-        readers: HashMap::new(),
-        report: Report::default(),
-        on_problem,
-    };
+    let mut verifier = Verifier::new(bootstrap, auth, on_problem);
     let mut pages = query.by_status(Status::Delivered, range, None).prefetched();
     let mut chunk = Vec::new();
     while let Some(page) = pages.recv().await {
         chunk.extend(page?);
         if chunk.len() >= CHUNK {
-            checker.check(std::mem::take(&mut chunk)).await?;
-            progress(checker.report.checked);
+            verifier.check(std::mem::take(&mut chunk)).await?;
+            progress(verifier.report.checked);
         }
     }
-    checker.check(chunk).await?;
-    progress(checker.report.checked);
-    Ok(checker.report)
+    verifier.check(chunk).await?;
+    progress(verifier.report.checked);
+    Ok(verifier.report)
 }
 
-struct Checker<'a> {
+/// Checks DELIVERED rows against the topic, a chunk at a time: `verify`
+/// feeds it from the `by_status` index, `reconcile --verify` from the rows
+/// it found per participant. Holds one connection per topic and the chunk
+/// it is given; reads each partition forward (one Fetch per window of
+/// offsets, not one per row).
+pub struct Verifier<'a> {
     bootstrap: &'a str,
     auth: KafkaAuth,
     readers: HashMap<String, TopicReader>,
@@ -119,8 +119,30 @@ struct Checker<'a> {
     on_problem: &'a mut dyn FnMut(&Problem),
 }
 
-impl Checker<'_> {
-    async fn check(&mut self, rows: Vec<AuditRecord>) -> anyhow::Result<()> {
+impl<'a> Verifier<'a> {
+    /// A verifier that logs in as `auth`; each problem goes to `on_problem`.
+    pub fn new(
+        bootstrap: &'a str,
+        auth: KafkaAuth,
+        on_problem: &'a mut dyn FnMut(&Problem),
+    ) -> Verifier<'a> {
+        Verifier {
+            bootstrap,
+            auth,
+            readers: HashMap::new(),
+            report: Report::default(),
+            on_problem,
+        }
+    }
+
+    /// What was checked so far.
+    pub fn report(&self) -> Report {
+        self.report
+    }
+
+    /// Checks these rows (any order, any topics); an error means the topic
+    /// could not be read, not that a row is wrong.
+    pub async fn check(&mut self, rows: Vec<AuditRecord>) -> anyhow::Result<()> {
         let mut by_partition: BTreeMap<(String, i32), Vec<(i64, AuditRecord)>> = BTreeMap::new();
         for row in rows {
             self.report.checked += 1;

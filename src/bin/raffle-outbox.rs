@@ -18,7 +18,7 @@ use raffle_outbox::outbox::OutboxStore;
 use raffle_outbox::outbox::Status;
 use raffle_outbox::register::Registrar;
 use raffle_outbox::{demo, migrate, pipeline::Pipeline, telemetry, Config};
-use raffle_outbox::{redrive, retention, verify};
+use raffle_outbox::{reconcile, redrive, retention, verify};
 use time::OffsetDateTime;
 
 /// Every raffle participant saved in DynamoDB reaches the Kafka topic, and
@@ -72,6 +72,10 @@ enum Command {
         /// (0: skip; the README's figure is for 100,000).
         #[arg(long, default_value_t = 0)]
         export_rows: usize,
+        /// Also measure `reconcile` over this many seeded participants
+        /// (0: skip; the README's figure is for 100,000).
+        #[arg(long, default_value_t = 0)]
+        reconcile_participants: usize,
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -93,6 +97,15 @@ enum Command {
         #[command(flatten)]
         window: Window,
     },
+    /// Every participant accounted for: each participant in the participants
+    /// table (parallel Scan) classified by its outbox rows as delivered,
+    /// pending, failed, rejected, young (no row yet, saved within the grace
+    /// window) or missing (no row). Prints the missing ids and a summary.
+    ///
+    /// Exit status: 0 nothing missing (or every missing participant
+    /// repaired) and --verify clean; 1 something missing or a message not
+    /// where its row says; 2 it could not run.
+    Reconcile(ReconcileArgs),
     /// Bring the DELIVERED rows' `expires_at` in line with RETENTION_DAYS
     /// (unset: keep forever, so `expires_at` is removed).
     Retention {
@@ -190,6 +203,35 @@ struct RedriveArgs {
     yes: bool,
 }
 
+#[derive(Args)]
+struct ReconcileArgs {
+    /// Participants registered at or after this time (`registered_at`;
+    /// RFC 3339 or a UTC date). With --since/--until, participants without
+    /// `registered_at` are left out.
+    #[arg(long, value_parser = parse_time)]
+    since: Option<OffsetDateTime>,
+    /// Participants registered before this time.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<OffsetDateTime>,
+    /// A participant without a row counts as young, not missing, this long
+    /// after `registered_at` (its stream record may still be on its way).
+    #[arg(long, default_value_t = 300)]
+    grace_seconds: u64,
+    /// Write a PENDING outbox row for each missing participant, built from
+    /// its current item as the stream handler would (a dry run unless --yes).
+    #[arg(long)]
+    repair: bool,
+    /// With --repair: write the rows (without it, only say what would be written).
+    #[arg(long, requires = "repair")]
+    yes: bool,
+    /// Also check every DELIVERED row found against the topic, as `verify` does.
+    #[arg(long)]
+    verify: bool,
+    /// One JSON object on stdout instead of the text report.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum LocalAction {
     /// Install on first use, start, create the topic and apply migrations.
@@ -212,7 +254,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
@@ -273,10 +315,17 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
         Command::Bench {
             participants,
             export_rows,
+            reconcile_participants,
             json,
         } => {
-            let figures =
-                raffle_outbox::bench::run(&config, &stack, participants, export_rows).await?;
+            let figures = raffle_outbox::bench::run(
+                &config,
+                &stack,
+                participants,
+                export_rows,
+                reconcile_participants,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string(&figures)?);
             } else {
@@ -302,6 +351,7 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Reconcile(args) => return reconcile(&config, args).await,
         Command::Retention { days, dry_run } => {
             let days = days.or(config.retention_days);
             let query = audit_query(&config).await;
@@ -494,6 +544,110 @@ async fn redrive(query: &AuditQuery, args: RedriveArgs) -> anyhow::Result<ExitCo
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let (dynamodb, _) = aws_clients().await;
+    let query = AuditQuery::new(dynamodb.clone(), &config.outbox_table);
+    let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
+    let tables = reconcile::Tables {
+        dynamodb: &dynamodb,
+        participants: &config.participants_table,
+        query: &query,
+        outbox: &outbox,
+        max_message_bytes: config.max_message_bytes,
+        sweep_delay: Duration::from_secs(config.sweep_delay_seconds),
+    };
+    let options = reconcile::Options {
+        range: TimeRange::new(args.since, args.until),
+        grace: Duration::from_secs(args.grace_seconds),
+        repair: args.repair && args.yes,
+        verify: args.verify,
+    };
+    let json = args.json;
+    let bar = (!json).then(|| reconcile_bar(&dynamodb, &config.participants_table));
+    let bar = match bar {
+        Some(bar) => bar.await,
+        None => None,
+    };
+    let mut problems = Vec::new();
+    let mut on_problem = |p: &verify::Problem| problems.push(p.to_string());
+    let mut verifier = if args.verify {
+        Some(verify::Verifier::new(
+            &config.kafka_bootstrap_servers,
+            KafkaAuth::from_config(config).await?,
+            &mut on_problem,
+        ))
+    } else {
+        None
+    };
+    let repair_word = if !args.repair {
+        ""
+    } else if args.yes {
+        " (repairing)"
+    } else {
+        " (would repair: dry run, add --yes)"
+    };
+    let mut on_missing = |id: &str| {
+        if !json {
+            let line = format!("missing {id}{repair_word}");
+            match &bar {
+                Some(bar) => bar.println(line),
+                None => println!("{line}"),
+            }
+        }
+    };
+    let report = reconcile::reconcile(
+        &tables,
+        &options,
+        verifier.as_mut(),
+        &mut on_missing,
+        &|n| progress(&bar, n),
+    )
+    .await?;
+    drop(verifier);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for problem in &problems {
+            println!("{problem}");
+        }
+        print!("{}", report.render());
+        if args.repair && !args.yes && report.count(reconcile::Class::Missing) > 0 {
+            println!(
+                "dry run: {} row(s) would be written; run again with --repair --yes",
+                report.count(reconcile::Class::Missing)
+            );
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A progress bar over the participants table's item count, on a terminal.
+async fn reconcile_bar(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let total = reconcile::item_count(dynamodb, table).await.unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {human_pos}/{human_len} participants ({per_sec}, ETA {eta})",
+        )
+        .expect("a valid template"),
+    );
+    Some(bar)
 }
 
 /// Non-zero when a row asked for by id could not be redriven.

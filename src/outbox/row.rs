@@ -13,6 +13,11 @@ use uuid::Uuid;
 /// redelivered stream record a new id, and so a second row.
 const ROW_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a57_9d3e_4b8a_a0f4_52c1_e7d9_3b06);
 
+/// Namespace of the UUID v5 ids of rows `reconcile --repair` writes for a
+/// participant that has none: one id per participant, so a repair run twice
+/// (or by two operators at once) makes one row. Fixed forever.
+const RECONCILE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x2d0b_8c4e_51f7_4a19_9e62_c3a8_0f5d_7e14);
+
 /// Payloads larger than this are stored gzip-compressed (`payload_gzip`):
 /// an item near DynamoDB's 400 KB limit becomes JSON of about the same size,
 /// which would not fit in an outbox row beside the audit fields.
@@ -185,6 +190,15 @@ impl OutboxRow {
         }
     }
 
+    /// The same row under another id (its due shard follows the id).
+    pub fn with_id(self, id: String) -> OutboxRow {
+        OutboxRow {
+            due_shard: self.due_shard.as_ref().map(|_| due_shard(&id)),
+            id,
+            ..self
+        }
+    }
+
     fn blank(id: String, status: Status, source: &Source, now: OffsetDateTime) -> OutboxRow {
         OutboxRow {
             id,
@@ -222,6 +236,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// record (a Lambda retry, a replayed shard) maps to the same row.
 pub fn row_id(event_id: &str) -> String {
     Uuid::new_v5(&ROW_ID_NAMESPACE, event_id.as_bytes()).to_string()
+}
+
+/// The id of the row `reconcile --repair` writes for a participant: UUID v5
+/// of the participant id in the reconcile namespace.
+pub fn reconcile_row_id(participant_id: &str) -> String {
+    Uuid::new_v5(&RECONCILE_ID_NAMESPACE, participant_id.as_bytes()).to_string()
 }
 
 /// The due-index shard of a row, stable for its life.
@@ -332,6 +352,20 @@ mod tests {
             ROW_ID_NAMESPACE.to_string(),
             "6f1c2a57-9d3e-4b8a-a0f4-52c1e7d93b06"
         );
+    }
+
+    #[test]
+    fn reconcile_ids_are_one_per_participant_and_apart_from_stream_ids() {
+        let a = reconcile_row_id("0b9d6c2e-1f4a-4c8e-9a57-3d2f6e8b1c40");
+        assert_eq!(a, reconcile_row_id("0b9d6c2e-1f4a-4c8e-9a57-3d2f6e8b1c40"));
+        assert_ne!(a, reconcile_row_id("another"));
+        assert_ne!(a, row_id("0b9d6c2e-1f4a-4c8e-9a57-3d2f6e8b1c40"));
+        assert_eq!(Uuid::parse_str(&a).unwrap().get_version_num(), 5);
+        let now = datetime!(2026-11-28 12:00:00 UTC);
+        let row =
+            OutboxRow::pending(&source("e1"), "p".into(), "{}".into(), now, now).with_id(a.clone());
+        assert_eq!(row.id, a);
+        assert_eq!(row.due_shard, Some(due_shard(&a)));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use std::time::Duration;
 
+use serde_dynamo::Item;
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -102,19 +103,13 @@ impl StreamHandler {
             event_id: record.event_id.clone(),
             sequence_number: record.change.sequence_number.clone(),
         };
-        match Participant::from_image(&record.change.new_image, self.max_message_bytes) {
-            Ok(p) => OutboxRow::pending(&source, p.id, p.json, now, now + self.sweep_delay),
-            Err(reason) => {
-                tracing::warn!(event_id = %source.event_id, %reason, "stream record rejected");
-                OutboxRow::rejected(
-                    &source,
-                    participant_id(record),
-                    raw_image(record),
-                    reason.to_string(),
-                    now,
-                )
-            }
-        }
+        row_for_image(
+            &record.change.new_image,
+            &source,
+            self.max_message_bytes,
+            now,
+            now + self.sweep_delay,
+        )
     }
 
     /// A row DynamoDB refuses (in practice: over the 400 KB item limit once
@@ -133,7 +128,8 @@ impl StreamHandler {
             sequence_number: refused.source_sequence_number.clone(),
         };
         let reason = format!("the outbox row could not be stored: {error}");
-        let row = OutboxRow::rejected(&source, participant_id(record), None, reason, now);
+        let image = &record.change.new_image;
+        let row = OutboxRow::rejected(&source, participant_id(image), None, reason, now);
         match self.outbox.insert(&row).await {
             Ok(Written::Yes) => Outcome::Rejected,
             Ok(Written::ConditionFailed) => Outcome::AlreadyThere,
@@ -142,16 +138,42 @@ impl StreamHandler {
     }
 }
 
+/// The outbox row of a participant's image, as an INSERT record carries it:
+/// PENDING and due for the sweep at `due`, or REJECTED with the reason and
+/// the raw image. The stream handler and `reconcile --repair` build rows
+/// with this one function, so a repaired row is the row the stream would
+/// have made.
+pub fn row_for_image(
+    image: &Item,
+    source: &Source,
+    max_message_bytes: usize,
+    now: OffsetDateTime,
+    due: OffsetDateTime,
+) -> OutboxRow {
+    match Participant::from_image(image, max_message_bytes) {
+        Ok(p) => OutboxRow::pending(source, p.id, p.json, now, due),
+        Err(reason) => {
+            tracing::warn!(event_id = %source.event_id, %reason, "participant image rejected");
+            OutboxRow::rejected(
+                source,
+                participant_id(image),
+                raw_image(image),
+                reason.to_string(),
+                now,
+            )
+        }
+    }
+}
+
 /// The participant id when the image has a usable one (for audit of REJECTED rows).
-fn participant_id(record: &EventRecord) -> Option<String> {
-    match record.change.new_image.get(ID_ATTRIBUTE) {
+fn participant_id(image: &Item) -> Option<String> {
+    match image.get(ID_ATTRIBUTE) {
         Some(serde_dynamo::AttributeValue::S(id)) if !id.is_empty() => Some(id.clone()),
         _ => None,
     }
 }
 
 /// The image as DynamoDB JSON, or `None` when the record has none.
-fn raw_image(record: &EventRecord) -> Option<String> {
-    let image = &record.change.new_image;
+fn raw_image(image: &Item) -> Option<String> {
     (!image.is_empty()).then(|| serde_json::to_string(image).unwrap_or_default())
 }
