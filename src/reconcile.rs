@@ -25,7 +25,7 @@
 //! participant's `registered_at` is within the grace window (its stream record
 //! may still be on its way), `missing` after.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -57,7 +57,7 @@ pub const REGISTERED_AT: &str = "registered_at";
 pub const MISSING_IDS_KEPT: usize = 10_000;
 
 /// What reconcile found for one participant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     /// A DELIVERED row: the participant is on the topic.
@@ -134,7 +134,7 @@ pub struct Report {
     /// Participants looked at (in the window).
     pub participants: u64,
     /// Participants per class (every class present, 0 when none).
-    pub classes: HashMap<Class, u64>,
+    pub classes: BTreeMap<Class, u64>,
     /// Missing participants' ids, the first [`MISSING_IDS_KEPT`].
     pub missing_ids: Vec<String>,
     /// Whether more ids were missing than `missing_ids` lists.

@@ -79,6 +79,12 @@ async fn set_status(env: &common::TestEnv, row: &OutboxRow, status: Status) {
         .unwrap();
 }
 
+/// The row `--repair` wrote for a participant.
+async fn repaired_row(env: &common::TestEnv, participant_id: &str) -> OutboxRow {
+    let id = reconcile_row_id(participant_id);
+    env.outbox.get(&id).await.unwrap().expect("the repair row")
+}
+
 fn classes(report: &serde_json::Value) -> HashMap<String, u64> {
     serde_json::from_value(report["classes"].clone()).unwrap()
 }
@@ -196,12 +202,7 @@ async fn every_participant_is_classified_and_a_missing_one_is_repaired_delivered
     let (repaired, code) = reconcile_json(&env.config, &["--repair", "--yes"]);
     assert_eq!((repaired["repaired"].as_u64(), code), (Some(3), Some(0)));
     for id in &missing {
-        let row = env
-            .outbox
-            .get(&reconcile_row_id(id))
-            .await
-            .unwrap()
-            .unwrap();
+        let row = repaired_row(&env, id).await;
         assert_eq!(row.status, Status::Pending);
         assert_eq!(row.participant_id.as_deref(), Some(id.as_str()));
         assert_eq!(row.source_event_id, format!("reconcile:{id}"));
@@ -218,12 +219,7 @@ async fn every_participant_is_classified_and_a_missing_one_is_repaired_delivered
     assert_eq!(relay.sweep().await.unwrap().delivered, 3);
     let records = env.read_topic(5 + 3);
     for id in &missing {
-        let row = env
-            .outbox
-            .get(&reconcile_row_id(id))
-            .await
-            .unwrap()
-            .unwrap();
+        let row = repaired_row(&env, id).await;
         let on_topic = records
             .iter()
             .find(|r| r.headers.get("outbox_id") == Some(&row.id))
