@@ -65,8 +65,9 @@ pub struct Config {
     /// Days a DELIVERED row is kept after delivery (DynamoDB's TTL deletes it
     /// then); unset, rows are kept forever, as compliance expects. The relay
     /// writes `expires_at` with the DELIVERED mark; `raffle-outbox retention`
-    /// brings rows delivered before a change of policy in line.
-    #[arg(long, env = "RETENTION_DAYS")]
+    /// brings rows delivered before a change of policy in line. At least 2:
+    /// see [`crate::retention::MIN_DAYS`].
+    #[arg(long, env = "RETENTION_DAYS", value_parser = crate::retention::parse_days)]
     pub retention_days: Option<u32>,
 
     /// The CloudEvents `ce_source` of every message.

@@ -7,8 +7,10 @@
 //!
 //! - the body is a JSON object with only these fields: `name`, `email`,
 //!   `raffle` (non-empty strings; `email` shaped like an address), `tickets`
-//!   (optional integer 1–100, default 1) and `id` (optional non-empty string,
-//!   default a new UUID; a second registration with the same id is a 409);
+//!   (optional integer 1–100, default 1) and `id` (optional UUID in the
+//!   8-4-4-4-12 form, kept in lower case, default a new one; a second
+//!   registration with the same id is a 409). Ids are logged and kept, so
+//!   only a UUID is taken: nobody can make an email or a name an id;
 //! - the server adds `registered_at` (RFC 3339 UTC);
 //! - then the stream handler's own rules ([`Participant::from_image`]): the
 //!   `id` is a non-empty string and the participant's JSON fits in a Kafka
@@ -49,6 +51,10 @@ pub enum BadRequest {
     Empty(&'static str),
     #[error("`{field}` is longer than {max} characters")]
     TooLong { field: &'static str, max: usize },
+    #[error(
+        "`id` must be a UUID (like 0b6f9a3e-5c1d-4e2f-8a7b-9c0d1e2f3a4b); leave it out and one is made"
+    )]
+    NotAUuid,
     #[error("`email` is not an email address")]
     BadEmail,
     #[error("`tickets` must be an integer from 1 to {MAX_TICKETS}")]
@@ -80,7 +86,7 @@ pub fn validate(
     }
     let id = match fields.get("id") {
         None => uuid::Uuid::new_v4().to_string(),
-        Some(_) => text(&fields, "id", 256)?,
+        Some(id) => id.as_str().and_then(uuid_id).ok_or(BadRequest::NotAUuid)?,
     };
     let name = text(&fields, "name", 200)?;
     let email = text(&fields, "email", 254)?;
@@ -124,6 +130,13 @@ fn text(
         return Err(BadRequest::TooLong { field, max });
     }
     Ok(text.to_string())
+}
+
+/// A client's id, if it is a UUID in the 8-4-4-4-12 form: in lower case, so
+/// one participant has one spelling (and a repeated request is a 409).
+fn uuid_id(id: &str) -> Option<String> {
+    let uuid = uuid::Uuid::try_parse(id).ok().filter(|_| id.len() == 36)?;
+    Some(uuid.hyphenated().to_string())
 }
 
 /// One `@` between a non-empty local part and a dotted domain, no spaces:
@@ -276,14 +289,15 @@ mod tests {
 
     #[test]
     fn a_good_body_becomes_the_item() {
-        let r = check(
-            r#"{"id":"p-1","name":"Zoë","email":"zoe@example.com","raffle":"summer","tickets":3}"#,
-        )
+        let id = "0b6f9a3e-5c1d-4e2f-8a7b-9c0d1e2f3a4b";
+        let r = check(&format!(
+            r#"{{"id":"{id}","name":"Zoë","email":"zoe@example.com","raffle":"summer","tickets":3}}"#
+        ))
         .unwrap();
-        assert_eq!(r.id, "p-1");
+        assert_eq!(r.id, id);
         assert_eq!(
             r.item,
-            json!({"id":"p-1","name":"Zoë","email":"zoe@example.com","raffle":"summer","tickets":3,
+            json!({"id":id,"name":"Zoë","email":"zoe@example.com","raffle":"summer","tickets":3,
                    "registered_at":"2026-11-28T12:00:00.123Z"})
         );
         let generated = check(r#"{"name":"A","email":"a@b.co","raffle":"r"}"#).unwrap();
@@ -323,8 +337,8 @@ mod tests {
                 &format!("{{{ok},\"tickets\":2.5}}"),
                 "`tickets` must be an integer",
             ),
-            (&format!("{{{ok},\"id\":\"\"}}"), "`id` must not be empty"),
-            (&format!("{{{ok},\"id\":5}}"), "`id` must be a string"),
+            (&format!("{{{ok},\"id\":\"\"}}"), "`id` must be a UUID"),
+            (&format!("{{{ok},\"id\":5}}"), "`id` must be a UUID"),
         ];
         for (body, expected) in cases {
             let reason = check(body).unwrap_err().to_string();
@@ -340,6 +354,41 @@ mod tests {
                 field: "name",
                 max: 200
             }
+        );
+    }
+
+    /// Ids are logged and kept for a year: only a UUID is taken (in its
+    /// usual 8-4-4-4-12 form, stored in lower case), so no client can put
+    /// an email or a name there.
+    #[test]
+    fn an_id_is_a_uuid_or_made_here() {
+        let body = |id: &str| format!(r#"{{"id":{id},"name":"A","email":"a@b.co","raffle":"r"}}"#);
+        for id in [
+            r#""zoe@example.com""#,
+            r#""p-1""#,
+            r#""Zoë Example""#,
+            r#""0b6f9a3e5c1d4e2f8a7b9c0d1e2f3a4b""#,
+            r#""{0b6f9a3e-5c1d-4e2f-8a7b-9c0d1e2f3a4b}""#,
+            r#""urn:uuid:0b6f9a3e-5c1d-4e2f-8a7b-9c0d1e2f3a4b""#,
+            r#"" 0b6f9a3e-5c1d-4e2f-8a7b-9c0d1e2f3a4b""#,
+            r#""0b6f9a3e-5c1d-4e2f-8a7b-9c0d1e2f3a4g""#,
+            r#""""#,
+            "null",
+            "42",
+        ] {
+            let refused = check(&body(id)).map(|r| r.id).unwrap_err();
+            assert_eq!(refused, BadRequest::NotAUuid, "{id}");
+            let reason = refused.to_string();
+            assert!(
+                reason.contains("`id` must be a UUID") && !reason.contains("zoe"),
+                "{id}: {reason}"
+            );
+        }
+        let uuid = "0B6F9A3E-5C1D-4E2F-8A7B-9C0D1E2F3A4B";
+        assert_eq!(
+            check(&body(&format!("\"{uuid}\""))).unwrap().id,
+            uuid.to_ascii_lowercase(),
+            "one spelling per participant, so a retry is a 409, not a second entry"
         );
     }
 

@@ -5,7 +5,9 @@
 //! `delivered_at` + N days) and DynamoDB's TTL deletes it some time after
 //! (TTL on `expires_at` is switched on by migration 0005; a row without the
 //! attribute never expires). PENDING, IN_FLIGHT, FAILED and REJECTED rows
-//! never carry it: what was not delivered is never forgotten.
+//! never carry it: what was not delivered is never forgotten. The retention
+//! is at least [`MIN_DAYS`] (2): less would let TTL delete a row while its
+//! participants-stream record can still be replayed.
 //!
 //! [`apply`] brings existing DELIVERED rows in line with the policy (sets,
 //! changes or removes `expires_at`), for when the policy is introduced or
@@ -26,6 +28,36 @@ pub const EXPIRES_AT: &str = "expires_at";
 /// Conditional updates in flight at once.
 const CONCURRENCY: usize = 16;
 
+/// The shortest retention allowed, in days. DynamoDB Streams keeps a
+/// participant's record for 24 h, and the stream handler may replay it
+/// until then (it is retried until it succeeds); a DELIVERED row deleted
+/// before that replay would be written again and its participant sent twice.
+/// Two days keep every row past its record's end, whatever TTL's timing.
+pub const MIN_DAYS: u32 = 2;
+
+/// Parses a retention in days (`RETENTION_DAYS`, `retention --days`): a whole
+/// number of at least [`MIN_DAYS`]; the error says why a smaller one is refused.
+pub fn parse_days(text: &str) -> Result<u32, String> {
+    let days: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of days"))?;
+    check_days(days)?;
+    Ok(days)
+}
+
+/// Refuses a retention under [`MIN_DAYS`], with the reason.
+pub fn check_days(days: u32) -> Result<(), String> {
+    if days < MIN_DAYS {
+        return Err(format!(
+            "retention must be at least {MIN_DAYS} days, not {days}: a DELIVERED row must \
+             outlive its participant's stream record, which can be replayed for 24 h, \
+             or the replay writes the row again and the participant is sent twice"
+        ));
+    }
+    Ok(())
+}
+
 /// When a row delivered at `delivered_at` expires under `days` of retention,
 /// in epoch seconds (what DynamoDB's TTL reads).
 pub fn expires_at(delivered_at: OffsetDateTime, days: u32) -> i64 {
@@ -42,13 +74,17 @@ pub struct Report {
 
 /// Makes every DELIVERED row's `expires_at` match `days` (`None`: keep
 /// forever, so the attribute is removed). Each write is conditional on the
-/// row still being DELIVERED.
+/// row still being DELIVERED. Refuses `days` under [`MIN_DAYS`] before
+/// reading anything.
 pub async fn apply(
     query: &AuditQuery,
     days: Option<u32>,
     dry_run: bool,
     progress: &dyn Fn(u64),
 ) -> anyhow::Result<Report> {
+    if let Some(days) = days {
+        check_days(days).map_err(anyhow::Error::msg)?;
+    }
     let mut report = Report::default();
     let mut pages = query
         .by_status(Status::Delivered, TimeRange::default(), None)
@@ -117,6 +153,20 @@ async fn write(query: &AuditQuery, id: &str, expires: Option<i64>) -> anyhow::Re
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn retention_shorter_than_the_streams_replay_window_is_refused() {
+        for text in ["0", "1"] {
+            let reason = parse_days(text).unwrap_err();
+            assert!(
+                reason.contains("at least 2 days") && reason.contains("24 h"),
+                "{text}: {reason}"
+            );
+        }
+        assert!(parse_days("x").is_err());
+        assert_eq!(parse_days("2"), Ok(2));
+        assert_eq!(parse_days("3650"), Ok(3650));
+    }
 
     #[test]
     fn expiry_is_delivery_plus_the_days_in_epoch_seconds() {

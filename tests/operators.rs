@@ -576,6 +576,37 @@ async fn retention_sets_and_clears_expiry_on_delivered_rows_only() {
     }
 }
 
+/// Retention under 2 days is refused, from `retention --days` and from
+/// RETENTION_DAYS (which the relay reads too), with the reason: a DELIVERED
+/// row deleted while its participants-stream record can still be replayed
+/// (24 h) would be written and sent again. Nothing is touched: the command
+/// stops before it reads a table.
+#[test]
+fn retention_under_two_days_is_refused_with_the_reason() {
+    let run = |args: &[&str], retention_days: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_raffle-outbox"));
+        command.args(args).env_remove("RETENTION_DAYS");
+        if let Some(days) = retention_days {
+            command.env("RETENTION_DAYS", days);
+        }
+        command.output().unwrap()
+    };
+    for output in [
+        run(&["retention", "--days", "1", "--dry-run"], None),
+        run(&["retention", "--days", "0", "--dry-run"], None),
+        run(&["retention", "--dry-run"], Some("1")),
+        run(&["audit", "summary"], Some("0")),
+    ] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("at least 2 days") && stderr.contains("24 h"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty(), "nothing done");
+    }
+}
+
 /// With RETENTION_DAYS set, the relay writes `expires_at` (delivered_at +
 /// N days) in the same write that marks a row DELIVERED. Without the
 /// setting, delivered rows get none.
@@ -616,14 +647,23 @@ fn export_rows() -> usize {
         .unwrap_or(100_000)
 }
 
+/// A participant id a spreadsheet would run as a formula (row 1 of the
+/// export fixture carries it).
+const FORMULA: &str = "=HYPERLINK(\"https://example.com/\",\"win\")";
+
 /// `n` rows 7 ms apart from `t0`, 98 % DELIVERED (3
-/// partitions), 1 % FAILED with an error that needs CSV quoting, 1 % PENDING.
+/// partitions), 1 % FAILED with an error that needs CSV quoting, 1 % PENDING
+/// (row 1 with the participant id [`FORMULA`]).
 fn export_fixture(n: usize, t0: OffsetDateTime, topic: &str) -> Vec<OutboxRow> {
     (0..n)
         .map(|i| {
-            let row = pending(i, t0 + Duration::milliseconds(i as i64 * 7));
+            let mut row = pending(i, t0 + Duration::milliseconds(i as i64 * 7));
             match i % 100 {
                 0 => failed(row, "broker said, \"no\", twice\nthen gave up"),
+                1 if i == 1 => {
+                    row.participant_id = Some(FORMULA.to_string());
+                    row
+                }
                 1 => row,
                 _ => delivered(row, topic, (i % 3) as i32, i as i64),
             }
@@ -763,6 +803,25 @@ async fn an_export_matches_the_table_row_for_row() {
         csv.matches(quoted).count(),
         n.div_ceil(100),
         "quoted per RFC 4180"
+    );
+
+    // A cell a spreadsheet would run is escaped in CSV (OWASP: a leading
+    // `'`, quoted); JSON lines keep the value exactly.
+    assert!(
+        csv.contains(",\"'=HYPERLINK(\"\"https://example.com/\"\",\"\"win\"\")\",PENDING,"),
+        "the formula is escaped in CSV"
+    );
+    assert!(
+        !csv.contains(",=HYPERLINK(") && !csv.contains(",\"=HYPERLINK("),
+        "no cell starts with the formula"
+    );
+    let formula_line = lines
+        .iter()
+        .find(|l| l["id"] == rows[1].id.as_str())
+        .unwrap();
+    assert_eq!(
+        formula_line["participant_id"], FORMULA,
+        "exact in JSON lines"
     );
 
     // A window exports exactly its rows.

@@ -55,19 +55,22 @@ async fn good_and_bad_bodies_through_the_handler() {
         &env.config.participants_table,
         env.config.max_message_bytes,
     );
-    let good = r#"{"id":"reg-1","name":"Zoë Example","email":"zoe@example.com","raffle":"summer-2026","tickets":2}"#;
+    let id = "7d2c1b7e-3f4a-4b8c-9d0e-1f2a3b4c5d6e";
+    let good = &format!(
+        r#"{{"id":"{id}","name":"Zoë Example","email":"zoe@example.com","raffle":"summer-2026","tickets":2}}"#
+    );
 
     // 201 and the item in the participants table, as sent plus registered_at.
     let created = registrar
         .handle(&request(Some(good), "application/json", false))
         .await;
     assert_eq!(created.status_code, 201);
-    assert_eq!(json_body(&created), json!({"id": "reg-1"}));
+    assert_eq!(json_body(&created), json!({ "id": id }));
     let item = env
         .dynamodb
         .get_item()
         .table_name(&env.config.participants_table)
-        .key("id", AttributeValue::S("reg-1".into()))
+        .key("id", AttributeValue::S(id.into()))
         .consistent_read(true)
         .send()
         .await
@@ -120,6 +123,11 @@ async fn good_and_bad_bodies_through_the_handler() {
             "`email` is not an email address",
         ),
         (None, "the body is empty"),
+        // A client-chosen id that is not a UUID (here personal data) is refused.
+        (
+            Some(r#"{"id":"c@example.org","name":"C","email":"c@example.org","raffle":"r"}"#),
+            "`id` must be a UUID",
+        ),
     ] {
         let response = registrar
             .handle(&request(body, "application/json", false))

@@ -15,9 +15,11 @@ use crate::outbox::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// RFC 4180: a header line, fields quoted where they need it.
+    /// RFC 4180: a header line, fields quoted where they need it; a field
+    /// a spreadsheet would run as a formula starts with `'` (OWASP).
     Csv,
-    /// One JSON object per line, every column present (null when absent).
+    /// One JSON object per line, every column present (null when absent),
+    /// values exactly as stored.
     Jsonl,
 }
 
@@ -60,6 +62,14 @@ fn write_row(out: &mut dyn Write, row: &AuditRecord, format: Format) -> std::io:
     }
 }
 
+/// Characters that make a spreadsheet read a cell that starts with them as a
+/// formula (OWASP, "CSV Injection").
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// One CSV record: RFC 4180 quoting where a field needs it (`,`, `"`, a line
+/// break, or `;`, the separator some locales read), and OWASP's rule against
+/// CSV injection: a field starting with one of [`FORMULA_START`] gets a
+/// leading `'` (so a spreadsheet shows it as text) and is quoted.
 fn write_csv_line<'a>(
     out: &mut dyn Write,
     fields: impl Iterator<Item = &'a str>,
@@ -68,8 +78,10 @@ fn write_csv_line<'a>(
         if n > 0 {
             out.write_all(b",")?;
         }
-        if field.contains([',', '"', '\n', '\r']) {
-            write!(out, "\"{}\"", field.replace('"', "\"\""))?;
+        let formula = field.starts_with(FORMULA_START);
+        if formula || field.contains([',', '"', '\n', '\r', ';']) {
+            let quote = if formula { "'" } else { "" };
+            write!(out, "\"{quote}{}\"", field.replace('"', "\"\""))?;
         } else {
             out.write_all(field.as_bytes())?;
         }
@@ -110,5 +122,37 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\r\n"
         );
+    }
+
+    /// OWASP's rule against CSV injection: a cell that starts with `=`, `+`,
+    /// `-`, `@`, a tab or a carriage return is opened by a spreadsheet as a
+    /// formula, so it gets a leading `'` (read as text) and is quoted; a `;`
+    /// (the separator in some locales) is quoted so it cannot start a cell.
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_escaped() {
+        let line = |cell: &str| {
+            let mut out = Vec::new();
+            write_csv_line(&mut out, [cell].into_iter()).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        for (cell, written) in [
+            ("=1+2", "\"'=1+2\""),
+            ("+1", "\"'+1\""),
+            ("-2+3", "\"'-2+3\""),
+            ("@SUM(A1:A9)", "\"'@SUM(A1:A9)\""),
+            ("\tx", "\"'\tx\""),
+            ("\r=x", "\"'\r=x\""),
+            (
+                "=HYPERLINK(\"https://example.com/\",\"win\")",
+                "\"'=HYPERLINK(\"\"https://example.com/\"\",\"\"win\"\")\"",
+            ),
+            ("a;=1+2", "\"a;=1+2\""),
+            ("a=b", "a=b"),
+            ("x-1", "x-1"),
+            ("'=1", "'=1"),
+            ("", ""),
+        ] {
+            assert_eq!(line(cell), format!("{written}\r\n"), "{cell:?}");
+        }
     }
 }

@@ -56,7 +56,7 @@ enum Command {
     /// Register one participant as `POST /participants` does (same rules):
     /// JSON as the argument, or `-` to read it from stdin. Prints the id.
     Register {
-        /// The participant: {"name", "email", "raffle", optional "tickets", "id"}.
+        /// The participant: {"name", "email", "raffle", optional "tickets", optional "id" (a UUID)}.
         json: String,
     },
     /// Local stack up, N sample participants saved, followed to Kafka, reported.
@@ -110,8 +110,9 @@ enum Command {
     /// (unset: keep forever, so `expires_at` is removed).
     Retention {
         /// Days a DELIVERED row is kept after delivery (default: RETENTION_DAYS;
-        /// neither set: kept forever).
-        #[arg(long)]
+        /// neither set: kept forever). At least 2: a row must outlive its
+        /// stream record, which can be replayed for 24 h.
+        #[arg(long, value_parser = retention::parse_days)]
         days: Option<u32>,
         /// Count what would change; write nothing.
         #[arg(long)]

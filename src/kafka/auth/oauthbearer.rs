@@ -65,11 +65,21 @@ pub(super) async fn authenticate(
     Ok(session_lifetime(&response))
 }
 
-/// A token and when it stops being valid.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A token and when it stops being valid. Its `Debug` leaves the value out:
+/// whoever holds a token connects as the relay until it expires.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Token {
     pub value: String,
     pub expires_at: SystemTime,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("value", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// Where tokens come from.
@@ -196,6 +206,33 @@ mod tests {
         // 720 s = 80% of 900 s: sign again.
         assert_eq!(cache.token_at(at(720)).await.unwrap(), "token-1");
         assert_eq!(source.signed.load(Ordering::SeqCst), 2);
+    }
+
+    /// A token is a bearer credential (whoever holds it connects as the
+    /// relay for 15 minutes): `Debug`, so any log line, never shows it.
+    #[tokio::test]
+    async fn debug_output_never_shows_the_token() {
+        let secret = "presigned-url-c2VjcmV0LXNpZ25hdHVyZQ";
+        let token = Token {
+            value: secret.to_string(),
+            expires_at: start(),
+        };
+        let shown = format!("{token:?} {token:#?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+
+        #[derive(Debug)]
+        struct Fixed(Token);
+        #[async_trait]
+        impl TokenSource for Fixed {
+            async fn sign(&self) -> Result<Token, String> {
+                Ok(self.0.clone())
+            }
+        }
+        let cache = TokenCache::new(Arc::new(Fixed(token)));
+        assert_eq!(cache.token_at(start()).await.unwrap(), secret);
+        let shown = format!("{cache:?} {cache:#?}");
+        assert!(!shown.contains(secret), "a cache holding it: {shown}");
     }
 
     #[test]
