@@ -13,6 +13,7 @@
 //! | `Failed` | Count | rows this invocation made FAILED |
 //! | `FailedRows` | Count | rows in FAILED now, until redriven (scheduled sweeps only; the FAILED alarm) |
 //! | `OldestPendingAgeSeconds` | Seconds | age (since `created_at`) of the oldest PENDING or IN_FLIGHT row; 0 when none waits (scheduled sweeps only; the age alarm) |
+//! | `MissingParticipants`, `DeliveredParticipants`, `PendingParticipants`, `FailedParticipants`, `RejectedParticipants`, `YoungParticipants` | Count | the scheduled `reconcile` Lambda's classes ([`reconcile_run`]; `MissingParticipants` is the missing-participants alarm's) |
 //!
 //! The two gauges are measured on the scheduled sweep (once a minute), not on
 //! every stream-triggered invocation: three small Queries on the audit's
@@ -125,6 +126,22 @@ impl Backlog {
     }
 }
 
+/// The scheduled reconcile's line: `MissingParticipants` (the alarm's
+/// metric) and the count of every other class (`DeliveredParticipants`, …).
+pub fn reconcile_run(
+    outbox_table: &str,
+    report: &crate::reconcile::Report,
+    at: OffsetDateTime,
+) -> Emf {
+    let mut emf = Emf::new(at).dimension(DIMENSION, outbox_table);
+    for class in crate::reconcile::Class::ALL {
+        let name = class.as_str();
+        let name = format!("{}{}Participants", name[..1].to_uppercase(), &name[1..]);
+        emf = emf.metric(&name, "Count", report.count(class) as f64);
+    }
+    emf
+}
+
 /// One relay invocation's record.
 pub fn relay_invocation(
     outbox_table: &str,
@@ -156,6 +173,24 @@ pub fn relay_invocation(
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_reconcile_record_names_every_class() {
+        let mut report = crate::reconcile::Report::default();
+        report.classes.insert(crate::reconcile::Class::Missing, 2);
+        let json = reconcile_run("outbox", &report, datetime!(2026-12-02 12:00 UTC)).to_json();
+        assert_eq!(json["MissingParticipants"], 2.0);
+        assert_eq!(json["DeliveredParticipants"], 0.0);
+        assert_eq!(json["OutboxTable"], "outbox");
+        let names: Vec<&str> = json["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 6, "{names:?}");
+        assert!(names.contains(&"YoungParticipants"));
+    }
 
     #[test]
     fn a_relay_record_is_emf() {

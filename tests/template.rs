@@ -442,3 +442,57 @@ fn alarms_watch_the_relays_metrics() {
         assert!(emitted[metric].is_number(), "the relay emits {metric}");
     }
 }
+
+/// The scheduled reconcile is optional: without `ReconcileSchedule` neither
+/// the function nor its alarm exists; with it, the function scans the
+/// participants table and queries the outbox's `by_participant` index, and
+/// nothing else, and the alarm fires on one missing participant.
+#[test]
+fn the_scheduled_reconcile_is_optional_read_only_and_alarmed() {
+    let template = template();
+    let resources = &template["Resources"];
+    assert_eq!(template["Parameters"]["ReconcileSchedule"]["Default"], "");
+    for name in [
+        "ReconcileFunction",
+        "ReconcileRole",
+        "ReconcileLogs",
+        "MissingParticipantsAlarm",
+    ] {
+        assert_eq!(
+            resources[name]["Condition"], "ReconcileScheduled",
+            "{name} exists only when scheduled"
+        );
+    }
+    let f = &resources["ReconcileFunction"];
+    assert_eq!(f["Metadata"]["BuildProperties"]["Binary"], "reconcile");
+    let main = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/reconcile.rs");
+    assert!(std::path::Path::new(main).exists());
+    assert_eq!(f["Properties"]["Timeout"], 900);
+    assert_eq!(
+        f["Properties"]["Events"]["Schedule"]["Properties"]["Schedule"],
+        json!({"Ref": "ReconcileSchedule"})
+    );
+    let statements =
+        &resources["ReconcileRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+    let actions: Vec<String> = statements
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+            _ => vec![],
+        })
+        .collect();
+    assert!(
+        actions.iter().all(|a| a.starts_with("logs:")
+            || ["dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:Query"].contains(&a.as_str())),
+        "read only: {actions:?}"
+    );
+    let alarm = &resources["MissingParticipantsAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"], "MissingParticipants");
+    assert_eq!(alarm["Namespace"], raffle_outbox::metrics::NAMESPACE);
+    assert_eq!(alarm["Threshold"], 0);
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(alarm["AlarmActions"], json!([{"Ref": "AlarmTopic"}]));
+}
