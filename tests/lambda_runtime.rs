@@ -53,6 +53,8 @@ fn free_port() -> u16 {
 /// One function behind its own runtime API emulator.
 struct Function {
     port: u16,
+    /// Where the function's stderr (its log) goes.
+    log: PathBuf,
     _emulator: Running,
     _binary: Running,
 }
@@ -79,8 +81,12 @@ impl Function {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        let log = std::env::temp_dir().join(format!("raffle-outbox-lambda-{port}.log"));
         let binary = Command::new(binary)
             .envs(env)
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+            .env_remove("RUST_LOG")
             .env(
                 "AWS_LAMBDA_RUNTIME_API",
                 format!("http://127.0.0.1:{port}/.rt"),
@@ -89,14 +95,24 @@ impl Function {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("the function binary starts");
         Function {
             port,
+            log,
             _emulator: emulator,
             _binary: Running(binary),
         }
+    }
+
+    /// The function's log lines so far, each a JSON object.
+    fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
     }
 
     /// Invokes the function as Lambda's Invoke API does; the function's
@@ -312,6 +328,40 @@ async fn the_deployed_binaries_behind_a_lambda_runtime_api_take_aws_shaped_event
             "{answer}"
         );
     }
+    // Lambda's log conventions: Lambda's context at the top level of each
+    // line, the first invocation's lines marked as the cold start.
+    let lines = register.log_lines();
+    let invoked: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("function_request_id").is_some())
+        .collect();
+    assert!(invoked.len() >= 3, "{lines:?}");
+    for line in &invoked {
+        assert_eq!(line["function_name"], "_");
+        assert!(
+            line["xray_trace_id"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Root=")),
+            "{line}"
+        );
+        assert!(
+            line["message"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
+    }
+    assert_eq!(invoked[0]["cold_start"], true);
+    assert_eq!(invoked.last().unwrap()["cold_start"], false);
+    let registered = invoked
+        .iter()
+        .find(|l| l["message"] == "participant registered")
+        .expect("a line for the registration");
+    assert_eq!(registered["participant_id"], id.as_str());
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.to_string().contains("ada@example.com")),
+        "no personal field in the log"
+    );
     drop(register);
 
     // stream-handler: the participants stream's batch, as the mapping wraps it.

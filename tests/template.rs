@@ -496,3 +496,67 @@ fn the_scheduled_reconcile_is_optional_read_only_and_alarmed() {
     assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
     assert_eq!(alarm["AlarmActions"], json!([{"Ref": "AlarmTopic"}]));
 }
+
+/// Lambda's conventions: JSON logs at a set level, active tracing (with the
+/// roles allowed to write traces), the participants mapping filtered to
+/// INSERTs, and a dashboard of the pipeline whose metrics exist.
+#[test]
+fn functions_log_json_trace_and_have_a_dashboard() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["LoggingConfig"]["LogFormat"], "JSON");
+    assert!(globals["LoggingConfig"]["ApplicationLogLevel"].is_string());
+    assert!(globals["LoggingConfig"]["SystemLogLevel"].is_string());
+    assert!(
+        globals["Environment"]["Variables"]
+            .get("RUST_LOG")
+            .is_none(),
+        "RUST_LOG would override ApplicationLogLevel"
+    );
+    assert_eq!(globals["Tracing"], "Active");
+    let resources = &template["Resources"];
+    for role in [
+        "StreamHandlerRole",
+        "RelayRole",
+        "RegisterRole",
+        "ReconcileRole",
+    ] {
+        let managed = resources[role]["Properties"]["ManagedPolicyArns"].to_string();
+        assert!(
+            managed.contains("AWSXrayWriteOnlyAccess"),
+            "{role}: {managed}"
+        );
+    }
+    let mapping = &resources["StreamHandlerFunction"]["Properties"]["Events"]["ParticipantsStream"]
+        ["Properties"];
+    assert_eq!(
+        mapping["FilterCriteria"],
+        json!({"Filters": [{"Pattern": "{\"eventName\": [\"INSERT\"]}"}]})
+    );
+    let body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .unwrap();
+    let dashboard: Value = serde_json::from_str(body).expect("the dashboard body is JSON");
+    let widgets = dashboard["widgets"].as_array().unwrap();
+    let shown: Vec<String> = widgets
+        .iter()
+        .flat_map(|w| w["properties"]["metrics"].as_array().unwrap().clone())
+        .map(|m| m[1].as_str().unwrap().to_string())
+        .collect();
+    for metric in [
+        "Captured",
+        "Rejected",
+        "Delivered",
+        "Failed",
+        "FailedRows",
+        "OldestPendingAgeSeconds",
+        "IteratorAge",
+        "Errors",
+        "Duration",
+    ] {
+        assert!(
+            shown.iter().any(|m| m == metric),
+            "{metric} on the dashboard"
+        );
+    }
+}
