@@ -285,7 +285,7 @@ pub async fn reconcile(
                     v.check(std::mem::take(&mut chunk)).await?;
                 }
             }
-            if report.participants % 1_000 == 0 {
+            if report.participants.is_multiple_of(1_000) {
                 progress(report.participants);
             }
         }
