@@ -104,15 +104,47 @@ impl Relay {
         }
     }
 
-    /// Claims the given rows (those still due) and sends them.
+    /// Claims the given rows (those still due) and sends them. A row whose
+    /// `MAX_ATTEMPTS` earlier claims all ended without an outcome (every
+    /// relay that took it crashed, timed out or was killed mid-send) is
+    /// FAILED ("no outcome after N claims") instead of being sent again.
     pub async fn relay(&self, ids: &[String]) -> Result<RelayReport, StoreError> {
         let now = OffsetDateTime::now_utc();
         let lease_until = epoch_ms(now) + self.config.lease().as_millis() as i64;
-        let rows = self
+        let claimed = self
             .outbox
             .claim(ids, &self.owner, now, lease_until)
             .await?;
-        self.deliver(&rows, Holder::Lease(&self.owner)).await
+        // A claim counts an attempt before the send: past the limit, the
+        // earlier claims spent them all without an outcome.
+        let (exhausted, rows): (Vec<OutboxRow>, Vec<OutboxRow>) = claimed
+            .into_iter()
+            .partition(|row| row.attempts > self.config.max_attempts);
+        let mut report = RelayReport::default();
+        let mut unwritten = None;
+        for row in &exhausted {
+            let claims = row.attempts - 1;
+            tracing::error!(outbox_id = %row.id, claims, "no outcome after as many claims as MAX_ATTEMPTS; row is FAILED, not sent");
+            report.claimed += 1;
+            match self
+                .outbox
+                .mark_no_outcome(&row.id, &self.owner, claims)
+                .await
+            {
+                Ok(Written::Yes) => report.failed += 1,
+                Ok(Written::ConditionFailed) => report.lost_lease += 1,
+                // The rest of the batch is sent all the same; the row is
+                // claimed again once its lease ends.
+                Err(error) => {
+                    unwritten.get_or_insert(error);
+                }
+            }
+        }
+        report += self.deliver(&rows, Holder::Lease(&self.owner)).await?;
+        match unwritten {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
     }
 
     /// Sends rows the outbox stream handed to this relay, without a claim:
@@ -267,6 +299,10 @@ impl Relay {
         );
     }
 
+    /// Writes a failed send back to its row, as [`after_failure`] decides:
+    /// a fault of the message spends the attempt (retry, or FAILED when out
+    /// of attempts or refused for good); any other failure gives the attempt
+    /// back and makes the row wait.
     async fn after_send_failure(
         &self,
         row: &OutboxRow,
@@ -277,20 +313,28 @@ impl Relay {
         let text = error.to_string();
         // A fresh row's send was its first attempt; a claimed row's claim counted it.
         let attempts = row.attempts.max(1);
+        let blame = error.blame();
         match after_failure(
             attempts,
+            row.waits,
             self.config.max_attempts,
-            error.is_retriable(),
+            blame,
             fastrand::f64(),
         ) {
             AfterFailure::RetryIn(ms) => {
-                tracing::warn!(outbox_id = %row.id, attempts = row.attempts, retry_in_ms = ms, error = %text, "kafka send failed; will retry");
+                tracing::warn!(outbox_id = %row.id, attempts, retry_in_ms = ms, error = %text, "kafka refused the message; will retry");
                 report.retrying += 1;
                 let due = epoch_ms(OffsetDateTime::now_utc()) + ms;
                 self.outbox.mark_retry(&row.id, holder, &text, due).await
             }
+            AfterFailure::WaitIn(ms) => {
+                tracing::warn!(outbox_id = %row.id, waits = row.waits + 1, retry_in_ms = ms, error = %text, "kafka send failed, not for the message's fault; waiting without spending an attempt");
+                report.retrying += 1;
+                let due = epoch_ms(OffsetDateTime::now_utc()) + ms;
+                self.outbox.mark_wait(&row.id, holder, &text, due).await
+            }
             AfterFailure::GiveUp => {
-                tracing::error!(outbox_id = %row.id, attempts = row.attempts, error = %text, "kafka send failed; row is FAILED");
+                tracing::error!(outbox_id = %row.id, attempts, ?blame, error = %text, "kafka refused the message; row is FAILED");
                 report.failed += 1;
                 self.outbox.mark_failed(&row.id, holder, &text).await
             }

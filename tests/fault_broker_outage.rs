@@ -1,16 +1,16 @@
 //! Fault injection: the Kafka broker goes away for 30 s while participants
 //! keep arriving, then comes back. Nothing lost, nothing doubled.
 //!
-//! This binary holds this one test on purpose: the broker is shared by every
-//! test of a binary (and of the stack), and this test stops it.
+//! The broker is one of the test's own (`common::broker`): the shared one is
+//! never stopped, since other tests use it meanwhile.
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use common::broker::Broker;
 use raffle_outbox::kafka::partitioner::partition_for;
-use raffle_outbox::local;
 use raffle_outbox::outbox::{OutboxRow, Status};
 use raffle_outbox::pipeline::Pipeline;
 use raffle_outbox::relay::OUTBOX_ID_HEADER;
@@ -67,6 +67,7 @@ async fn wait_all_delivered(
 /// (or at the timeout), and how long that took after the broker returned.
 async fn outage(
     env: &common::TestEnv,
+    broker: &mut Broker,
     started: Instant,
     mut saved: Vec<String>,
 ) -> (Vec<String>, Vec<OutboxRow>, Duration) {
@@ -80,7 +81,7 @@ async fn outage(
         common::counts(&rows)
     );
 
-    local::stop_broker(&env.stack).await.expect("stop broker");
+    broker.stop().await;
     let outage_began = Instant::now();
     eprintln!(
         "broker stopped at {:.1} s; saving {WAVE} participants every {WAVE_EVERY:?}",
@@ -108,7 +109,7 @@ async fn outage(
         common::counts(&during)
     );
 
-    local::start_broker(&env.stack).await.expect("start broker");
+    broker.start().await;
     let back = Instant::now();
     eprintln!(
         "broker back at {:.1} s ({} participants saved)",
@@ -120,14 +121,21 @@ async fn outage(
 }
 
 /// The relay keeps failing while the broker is down (rows go back to PENDING
-/// with backoff, none reaches FAILED), the producer dials the broker again
-/// when it returns, and then every participant is on the topic exactly once,
-/// at the partition and offset its row names.
+/// with backoff and wait, spending no attempt, none reaches FAILED), the
+/// producer dials the broker again when it returns, and then every
+/// participant is on the topic exactly once, at the partition and offset its
+/// row names.
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_outage_of_30s_loses_and_doubles_nothing() {
     let started = Instant::now();
-    let env = common::env().await;
+    let mut env = common::env().await;
     assert_eq!(env.config.max_attempts, 10, "the default attempt limit");
+    let mut broker = Broker::new(&env.stack);
+    broker.start().await;
+    broker
+        .create_topic(&env.config.kafka_topic, common::PARTITIONS as u32)
+        .await;
+    env.config.kafka_bootstrap_servers = broker.bootstrap();
 
     // The pipeline runs beside the scenario, in this task, and is dropped
     // (stopped) when the scenario ends; it never ends by itself.
@@ -141,7 +149,7 @@ async fn broker_outage_of_30s_loses_and_doubles_nothing() {
     let mut pipeline = Pipeline::connect(&env.config).await.expect("pipeline");
     let (saved, rows, recovered_in) = tokio::select! {
         ended = pipeline.run(None) => panic!("the pipeline stopped running: {ended:?}"),
-        outcome = outage(&env, started, first) => outcome,
+        outcome = outage(&env, &mut broker, started, first) => outcome,
     };
     let n = saved.len();
     let by_status = common::counts(&rows);
@@ -173,13 +181,14 @@ async fn broker_outage_of_30s_loses_and_doubles_nothing() {
     );
 
     // The outage really happened under the relay: rows were sent, failed and
-    // sent again, and kept the error they failed with.
-    let retried: Vec<&OutboxRow> = rows.iter().filter(|r| r.attempts > 1).collect();
-    let mut attempts: BTreeMap<u32, usize> = BTreeMap::new();
+    // sent again, and kept the error they failed with; waiting for the
+    // broker spent none of their attempts.
+    let retried: Vec<&OutboxRow> = rows.iter().filter(|r| r.waits > 0).collect();
+    let mut waits: BTreeMap<u32, usize> = BTreeMap::new();
     for row in &rows {
-        *attempts.entry(row.attempts).or_default() += 1;
+        *waits.entry(row.waits).or_default() += 1;
     }
-    eprintln!("rows by attempts: {attempts:?}");
+    eprintln!("rows by waits: {waits:?}");
     let mut last_errors: BTreeMap<&str, usize> = BTreeMap::new();
     for row in &retried {
         *last_errors
@@ -196,15 +205,19 @@ async fn broker_outage_of_30s_loses_and_doubles_nothing() {
         "a retried row keeps its last error"
     );
     assert!(
+        rows.iter().all(|r| r.attempts == 1),
+        "every row delivered on its first attempt: the outage spent none"
+    );
+    assert!(
         rows.iter()
             .filter(|r| saved[..BEFORE].contains(r.participant_id.as_ref().unwrap()))
-            .all(|r| r.attempts == 1),
+            .all(|r| r.waits == 0),
         "rows delivered before the outage were sent once"
     );
 
     // Nothing doubled: the independent reader sees exactly one message per
     // row, where the row says, with its key and outbox id.
-    let records = env.read_topic(n);
+    let records = common::read_topic(&broker.bootstrap(), &env.config.kafka_topic, n);
     assert_eq!(records.len(), n, "exactly one message per participant");
     let at: HashMap<(i32, i64), &common::Record> = records
         .iter()

@@ -14,10 +14,11 @@
 
 mod common;
 
+use common::broker::Broker;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use raffle_outbox::kafka::auth::oauthbearer::{Token, TokenCache, TokenSource};
@@ -26,7 +27,6 @@ use raffle_outbox::kafka::{Message, Producer};
 use raffle_outbox::local::{free_port, StackConfig};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
@@ -34,75 +34,6 @@ use tokio_rustls::TlsAcceptor;
 const TOPIC: &str = "auth-topic";
 const USER: &str = "relay";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A tansu of this test's own.
-struct Broker {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Broker {
-    async fn start(&mut self, advertised: &str, authentication: bool) {
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("broker")
-            .args(["--listener-url", &format!("tcp://127.0.0.1:{}", self.port)])
-            .args(["--advertised-listener-url", advertised])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .env_remove("LISTENER_URL")
-            .env_remove("ADVERTISED_LISTENER_URL")
-            .env_remove("STORAGE_ENGINE")
-            .env_remove("CLUSTER_ID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        if authentication {
-            cmd.arg("--authentication");
-        }
-        self.child = Some(cmd.spawn().expect("tansu starts"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("our tansu stops");
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-            assert!(Instant::now() < deadline, "tansu did not release its port");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn cli(&self, args: &[&str]) {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .current_dir(&self.dir)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .expect("tansu cli runs");
-        assert!(
-            out.status.success(),
-            "tansu {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
 
 /// A CA, and a `localhost` certificate it signed (with its key).
 fn certificates(dir: &Path) -> (PathBuf, CertificateDer<'static>, PrivateKeyDer<'static>) {
@@ -204,28 +135,17 @@ async fn tls_and_scram_against_a_real_broker() {
     // The shared stack is only used for its installed tansu binary.
     let stack = StackConfig::from_env();
     raffle_outbox::local::up(&stack).await.expect("local stack");
-    let bin = stack.home.join("tansu-0.6.0").join("bin").join("tansu");
-    assert!(bin.exists(), "tansu installed at {}", bin.display());
-    let dir = std::env::temp_dir().join(format!("raffle-outbox-auth-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (ca_file, cert, key) = certificates(&dir);
-    let (broker_port, proxy_port) = (free_port().unwrap(), free_port().unwrap());
+    let mut broker = Broker::new(&stack);
+    let (ca_file, cert, key) = certificates(&broker.dir);
+    let (broker_port, proxy_port) = (broker.port, free_port().unwrap());
     let through_tls = format!("localhost:{proxy_port}");
     let advertised_tls = format!("tcp://localhost:{proxy_port}");
     tls_proxy(proxy_port, broker_port, cert, key).await;
     let tls = Tls::with_ca_file(&ca_file).unwrap();
-    let mut broker = Broker {
-        bin,
-        dir: dir.clone(),
-        port: broker_port,
-        child: None,
-    };
 
     // Without authentication: the topic, the SCRAM user, TLS alone.
-    broker.start(&advertised_tls, false).await;
-    broker
-        .cli(&["topic", "create", TOPIC, "--partitions", "3"])
-        .await;
+    broker.start_with(&advertised_tls, &[]).await;
+    broker.create_topic(TOPIC, 3).await;
     broker
         .cli(&["user", "create", USER, PASSWORD, "--mechanism", "scram512"])
         .await;
@@ -241,7 +161,9 @@ async fn tls_and_scram_against_a_real_broker() {
 
     // With authentication: SCRAM-SHA-512 over TLS; wrong password and no
     // login refused; an OAUTHBEARER exchange the broker cannot validate.
-    broker.start(&advertised_tls, true).await;
+    broker
+        .start_with(&advertised_tls, &["--authentication"])
+        .await;
     let scram =
         |password: &str| KafkaAuth::Scram(tls.clone(), ScramCredentials::new(USER, password));
     produce(&through_tls, scram(PASSWORD), "scram").await;
@@ -268,9 +190,8 @@ async fn tls_and_scram_against_a_real_broker() {
     broker.stop().await;
 
     // Read back with librdkafka, plaintext, from the same log.
-    let plain = format!("127.0.0.1:{broker_port}");
-    broker.start(&format!("tcp://{plain}"), false).await;
-    let records = common::read_topic(&plain, TOPIC, 6);
+    broker.start().await;
+    let records = common::read_topic(&broker.bootstrap(), TOPIC, 6);
     broker.stop().await;
     let mut keys: Vec<String> = records.iter().filter_map(|r| r.key.clone()).collect();
     keys.sort();
@@ -279,5 +200,4 @@ async fn tls_and_scram_against_a_real_broker() {
         ["scram-0", "scram-1", "scram-2", "tls-0", "tls-1", "tls-2"],
         "each message sent over TLS and over SCRAM is stored once"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

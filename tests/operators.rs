@@ -182,20 +182,6 @@ async fn expiry(
     (item.get(retention::EXPIRES_AT).cloned(), expected)
 }
 
-fn tansu(env: &common::TestEnv, args: &[&str]) -> Output {
-    let bin = env.stack.home.join("tansu-0.6.0/bin/tansu");
-    let dir = tempdir();
-    Command::new(bin)
-        .args(args)
-        .args([
-            "--broker",
-            &format!("tcp://{}", env.stack.kafka_bootstrap()),
-        ])
-        .current_dir(&dir)
-        .output()
-        .unwrap()
-}
-
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("operators-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -313,14 +299,35 @@ async fn audit_commands_answer_who_when_where_and_why() {
     assert!(theirs.contains("1 row(s)"), "{theirs}");
 }
 
-/// Rows FAILED by a send the broker refused (the topic was deleted), redriven
-/// once the topic is back, then DELIVERED; REJECTED rows are refused.
+/// Rows FAILED by a send the broker refused (the topic's schema refused the
+/// participants: INVALID_RECORD, the message's fault), redriven once the
+/// cause is fixed (the schema allows them), then DELIVERED; REJECTED rows
+/// are refused. A broker of the test's own: it validates the topic's records
+/// against a schema file (tansu's schema registry, read at every produce).
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_rows_are_redriven_after_the_cause_is_fixed_and_delivered() {
     let started = Instant::now();
     let env = common::env().await;
     eprintln!("env in {:?}", started.elapsed());
     let topic = env.config.kafka_topic.clone();
+    let mut broker = common::broker::Broker::new(&env.stack);
+    let schemas = broker.dir.join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    let schema_file = schemas.join(format!("{topic}.json"));
+    let no_tickets = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "value": { "type": "object", "properties": { "tickets": { "maximum": 0 } } }
+        }
+    });
+    std::fs::write(&schema_file, no_tickets.to_string()).unwrap();
+    let advertised = format!("tcp://{}", broker.bootstrap());
+    broker
+        .start_with(&advertised, &["--schema-registry", "file://./schemas"])
+        .await;
+    broker.create_topic(&topic, common::PARTITIONS as u32).await;
+    let mut config = env.config.clone();
+    config.kafka_bootstrap_servers = broker.bootstrap();
     let now = OffsetDateTime::now_utc();
     let rows: Vec<OutboxRow> = (0..5)
         .map(|n| pending(n, now - Duration::seconds(10 - n as i64)))
@@ -328,20 +335,8 @@ async fn failed_rows_are_redriven_after_the_cause_is_fixed_and_delivered() {
     for row in &rows {
         env.outbox.insert(row).await.unwrap();
     }
-    let producer = Producer::connect(&env.config.kafka_bootstrap_servers, &topic)
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let deleted = tansu(&env, &["topic", "delete", &topic]);
-    eprintln!("topic deleted in {:?}", started.elapsed());
-    assert!(deleted.status.success(), "{deleted:?}");
 
-    let mut config = env.config.clone();
-    config.max_attempts = 1;
-    let report = Relay::new(env.outbox.clone(), Arc::new(producer), config)
-        .sweep()
-        .await
-        .unwrap();
+    let report = relay_with(&env, config.clone()).await;
     assert_eq!(report.failed, 5, "{report:?}");
     eprintln!("relay failed the rows after {:?}", started.elapsed());
     let errors: HashMap<String, String> = env
@@ -366,13 +361,11 @@ async fn failed_rows_are_redriven_after_the_cause_is_fixed_and_delivered() {
         stdout(&refused)
     );
 
-    // The cause is fixed: the topic is back.
-    raffle_outbox::local::ensure_topic(&env.stack, &topic, common::PARTITIONS as u32)
-        .await
-        .unwrap();
+    // The cause is fixed: the topic takes the participants.
+    std::fs::remove_file(&schema_file).unwrap();
 
     // Dry run: shows, changes nothing.
-    let needle = "UnknownTopicOrPartition";
+    let needle = "INVALID_RECORD";
     let dry = ok(cli(
         &env,
         &["redrive", "--error-contains", needle, "--dry-run"],
@@ -421,9 +414,9 @@ async fn failed_rows_are_redriven_after_the_cause_is_fixed_and_delivered() {
     }
 
     // The relay delivers them now.
-    let report = relay(&env, 10).await;
+    let report = relay_with(&env, config).await;
     assert_eq!(report.delivered, 5, "{report:?}");
-    let records = env.read_topic(5);
+    let records = common::read_topic(&broker.bootstrap(), &topic, 5);
     assert_eq!(records.len(), 5);
     let shown = ok(cli(&env, &["audit", "show", &rows[0].id]));
     assert!(

@@ -16,17 +16,34 @@
 //!   packets fails the attempt instead of hanging a Lambda until its timeout.
 //! - Authentication ([`super::auth`]): TLS, SCRAM or MSK IAM right after the
 //!   dial, and a new dial (so a new login) before the broker ends the session.
+//! - Frames are read here ([`read_frame`]), with their length checked against
+//!   [`MAX_FRAME_BYTES`] before anything is allocated. samsa's
+//!   `TcpConnection::receive_response` allocates (and zeroes) whatever length
+//!   the peer announces, up to 4 GiB, then waits for that many bytes; its
+//!   dial resolves the host with the blocking `to_socket_addrs` and panics
+//!   (`unwrap`) when the name resolves to no address. So plaintext runs on a
+//!   tokio `TcpStream` of ours, with the same frame code as TLS.
 
+use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use samsa::prelude::{encode::ToByte, BrokerAddress, BrokerConnection, TcpConnection};
+use samsa::prelude::{encode::ToByte, BrokerAddress};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::auth::{tls::TlsConnection, KafkaAuth};
 use super::KafkaError;
 
 /// The client id brokers see in their request logs.
 pub const CLIENT_ID: &str = "raffle-outbox";
+
+/// The longest frame read from a broker: Kafka's own limit on requests
+/// (`socket.request.max.bytes`, 100 MiB). The responses this client asks
+/// for are far smaller (a fetch asks for 4 MiB at most); a longer length is
+/// a peer that does not speak Kafka (a TLS listener read as plaintext) or a
+/// hostile one, and is refused before anything is allocated.
+pub const MAX_FRAME_BYTES: u32 = 100 * 1024 * 1024;
 
 /// How long dialling a broker (TCP, TLS and login) may take.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +53,7 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 const REAUTHENTICATE_AFTER: f64 = 0.8;
 
 enum Transport {
-    Tcp(TcpConnection),
+    Tcp(TcpStream),
     Tls(Box<TlsConnection>),
 }
 
@@ -67,11 +84,14 @@ impl Connection {
     async fn dial(address: BrokerAddress, auth: &KafkaAuth) -> Result<Connection, KafkaError> {
         let name = format!("{}:{}", address.host, address.port);
         let transport = match auth.tls() {
-            None => Transport::Tcp(
-                TcpConnection::new_(vec![address.clone()])
+            None => {
+                let tcp = TcpStream::connect((address.host.as_str(), address.port))
                     .await
-                    .map_err(|e| KafkaError::Connect(format!("{name}: {e:?}")))?,
-            ),
+                    .map_err(|e| KafkaError::Connect(format!("{name}: {e}")))?;
+                tcp.set_nodelay(true)
+                    .map_err(|e| KafkaError::Connect(format!("{name}: {e}")))?;
+                Transport::Tcp(tcp)
+            }
             Some(tls) => Transport::Tls(Box::new(
                 tls.connect(&address)
                     .await
@@ -144,20 +164,100 @@ impl Connection {
         Ok(response)
     }
 
-    async fn send<R: ToByte + Send + Sync>(&mut self, request: &R) -> Result<(), String> {
+    async fn send<R: ToByte + Send + Sync>(&mut self, request: &R) -> io::Result<()> {
         match &mut self.transport {
-            Transport::Tcp(tcp) => tcp
-                .send_request(request)
-                .await
-                .map_err(|e| format!("{e:?}")),
-            Transport::Tls(tls) => tls.write_frame(request).await.map_err(|e| e.to_string()),
+            Transport::Tcp(tcp) => write_frame(tcp, request).await,
+            Transport::Tls(tls) => tls.write_frame(request).await,
         }
     }
 
-    async fn receive(&mut self) -> Result<BytesMut, String> {
+    async fn receive(&mut self) -> io::Result<BytesMut> {
         match &mut self.transport {
-            Transport::Tcp(tcp) => tcp.receive_response().await.map_err(|e| format!("{e:?}")),
-            Transport::Tls(tls) => tls.read_frame().await.map_err(|e| e.to_string()),
+            Transport::Tcp(tcp) => read_frame(tcp).await,
+            Transport::Tls(tls) => tls.read_frame().await,
+        }
+    }
+}
+
+/// Writes one request as a Kafka frame: its length (INT32), then its bytes.
+pub(super) async fn write_frame<S, R>(stream: &mut S, request: &R) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+    R: ToByte,
+{
+    let mut buffer = vec![0u8; 4];
+    request
+        .encode(&mut buffer)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
+    let size = (buffer.len() - 4) as u32;
+    buffer[..4].copy_from_slice(&size.to_be_bytes());
+    stream.write_all(&buffer).await?;
+    stream.flush().await
+}
+
+/// Reads one Kafka frame: its length, checked against [`MAX_FRAME_BYTES`]
+/// before the buffer is allocated, then that many bytes.
+pub(super) async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<BytesMut> {
+    let length = stream.read_u32().await?;
+    if length > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "a response frame of {length} bytes, over the {MAX_FRAME_BYTES} byte limit: \
+                 not a Kafka broker (or a TLS listener read as plaintext)?"
+            ),
+        ));
+    }
+    let mut buffer = BytesMut::zeroed(length as usize);
+    stream.read_exact(&mut buffer).await?;
+    Ok(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samsa::prelude::protocol::MetadataRequest;
+    use tokio::net::TcpListener;
+
+    /// A peer that reads one request and answers with a length prefix of
+    /// `length`, then nothing: the body never comes, and it keeps the socket
+    /// open. Not a Kafka broker: a hostile or confused one.
+    async fn answers_with_length(length: u32) -> BrokerAddress {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let size = socket.read_u32().await.unwrap();
+            let mut request = vec![0; size as usize];
+            socket.read_exact(&mut request).await.unwrap();
+            socket.write_all(&length.to_be_bytes()).await.unwrap();
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        BrokerAddress {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_is_refused_before_its_body_is_read() {
+        for length in [MAX_FRAME_BYTES + 1, 1 << 30, u32::MAX] {
+            let address = answers_with_length(length).await;
+            let mut connection = Connection::connect(address, &KafkaAuth::None)
+                .await
+                .unwrap();
+            let answer = tokio::time::timeout(
+                Duration::from_secs(10),
+                connection.call(|id| MetadataRequest::new(id, CLIENT_ID, &["t"])),
+            )
+            .await
+            .expect("refused at once, without waiting for (or allocating) the body");
+            let error = answer.unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("frame of {length} bytes")) && error.contains("limit"),
+                "{error}"
+            );
         }
     }
 }

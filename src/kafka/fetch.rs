@@ -27,6 +27,7 @@ use samsa::prelude::protocol::{FetchRequest, MetadataRequest, MetadataResponse};
 
 use super::auth::KafkaAuth;
 use super::connection::{Connection, CLIENT_ID};
+use super::reader::Reader;
 use super::{cluster_from, parse_bootstrap, Cluster, KafkaError};
 
 /// Largest response we ask a broker for, per partition and in all.
@@ -95,7 +96,7 @@ impl TopicReader {
     }
 
     pub fn partitions(&self) -> i32 {
-        self.cluster.leaders.len() as i32
+        self.cluster.partitions()
     }
 
     /// Fetches `partition` from `offset`. A leadership or topic error
@@ -112,18 +113,10 @@ impl TopicReader {
     }
 
     async fn fetch_once(&mut self, partition: i32, offset: i64) -> Result<Fetched, KafkaError> {
-        let leader = *self
-            .cluster
-            .leaders
-            .get(partition as usize)
-            .ok_or_else(|| {
-                KafkaError::Protocol(format!("{} has no partition {partition}", self.topic))
-            })?;
+        let leader = self.cluster.leader(partition)?;
         if !self.connections.contains_key(&leader) {
-            let address = self.cluster.brokers.get(&leader).ok_or_else(|| {
-                KafkaError::Protocol(format!("leader {leader} is not in the metadata"))
-            })?;
-            let connection = Connection::connect(address.clone(), &self.auth).await?;
+            let address = self.cluster.address(leader)?;
+            let connection = Connection::connect(address, &self.auth).await?;
             self.connections.insert(leader, connection);
         }
         let connection = self.connections.get_mut(&leader).expect("inserted above");
@@ -295,65 +288,6 @@ fn gunzip(bytes: &[u8]) -> Result<Bytes, KafkaError> {
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)
         .map_err(|e| KafkaError::Protocol(format!("gzip record batch: {e}")))?;
     Ok(Bytes::from(out))
-}
-
-/// Big-endian and varint reads that fail instead of panicking on short input.
-struct Reader(Bytes);
-
-impl Reader {
-    fn need(&self, n: usize) -> Result<(), KafkaError> {
-        if self.0.len() < n {
-            return Err(KafkaError::Protocol("fetch response ends early".into()));
-        }
-        Ok(())
-    }
-
-    fn i8(&mut self) -> Result<i8, KafkaError> {
-        self.need(1)?;
-        Ok(self.0.get_i8())
-    }
-
-    fn i16(&mut self) -> Result<i16, KafkaError> {
-        self.need(2)?;
-        Ok(self.0.get_i16())
-    }
-
-    fn i32(&mut self) -> Result<i32, KafkaError> {
-        self.need(4)?;
-        Ok(self.0.get_i32())
-    }
-
-    fn i64(&mut self) -> Result<i64, KafkaError> {
-        self.need(8)?;
-        Ok(self.0.get_i64())
-    }
-
-    /// A protocol STRING: i16 length, then the bytes.
-    fn string(&mut self) -> Result<Bytes, KafkaError> {
-        let length = self.i16()?.max(0) as usize;
-        self.bytes(length)
-    }
-
-    fn bytes(&mut self, n: usize) -> Result<Bytes, KafkaError> {
-        self.need(n)?;
-        Ok(self.0.split_to(n))
-    }
-
-    /// Kafka's zigzag varint.
-    fn varint(&mut self) -> Result<i64, KafkaError> {
-        let (value, length) = super::varint::read(&self.0)
-            .ok_or_else(|| KafkaError::Protocol("truncated or overlong varint".into()))?;
-        self.0.advance(length);
-        Ok(value)
-    }
-
-    /// Length-prefixed bytes; length -1 is null.
-    fn varbytes(&mut self) -> Result<Option<Bytes>, KafkaError> {
-        match self.varint()? {
-            n if n < 0 => Ok(None),
-            n => self.bytes(n as usize).map(Some),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,39 +1,50 @@
 //! The Kafka producer: the only module that knows samsa.
 //!
-//! samsa 0.1.8 gives us the wire protocol (TCP, request headers, metadata
-//! and produce response parsing). What it lacks for an outbox we add here,
-//! on its public types: acks=all with the reply actually read and parsed
-//! (samsa's `produce()` only reads a reply when `required_acks > 0`, so -1
-//! would leave it on the socket), correlation-id checks and one owner per
-//! socket ([`connection`]), record batches with a timestamp we know
-//! ([`produce_request`]), Kafka's default partitioner ([`partitioner`]), per
-//! partition results with retriable and fatal errors told apart, metadata
-//! refresh after a leadership or topic error, and batches split so no
-//! partition's record batch exceeds the broker's size limit.
+//! samsa 0.1.8 gives us the wire protocol (request headers, metadata and
+//! list-offsets request and response types, SASL requests). What it lacks
+//! for an outbox we add here, on its public types: acks=all with the reply
+//! actually read and parsed (samsa's `produce()` only reads a reply when
+//! `required_acks > 0`, so -1 would leave it on the socket), correlation-id
+//! checks, one owner per socket and frames of a bounded length
+//! ([`connection`]), record batches with a timestamp we know
+//! ([`produce_request`]), produce responses that keep every error code
+//! ([`produce_response`], [`error_code`]), Kafka's default partitioner
+//! ([`partitioner`]), per partition results with each failure told apart as
+//! the message's fault or the cluster's ([`Blame`]), a partition map that is
+//! fetched again after any failure, after [`ProducerSettings::metadata_max_age`]
+//! and whenever a partition has no leader, pooled connections dialled again
+//! after idling ([`pool`]) and a dead pooled one retried once, batches split
+//! so no partition's record batch exceeds the broker's size limit, and a
+//! batch refused for a message's fault sent again message by message.
 
 pub mod auth;
 pub mod connection;
+pub mod error_code;
 pub mod fetch;
 pub mod partitioner;
 pub mod pool;
 pub mod produce_request;
+pub mod produce_response;
+mod reader;
 pub mod varint;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use samsa::prelude::protocol::{
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
 };
 use samsa::prelude::{BrokerAddress, KafkaCode};
 use tokio::sync::Mutex;
 
 use auth::KafkaAuth;
 use connection::{Connection, CLIENT_ID};
+pub use error_code::ErrorCode;
 use pool::Pool;
 use produce_request::{ProduceRequest, Record};
+use produce_response::PartitionAnswer;
 
 /// acks=all: the leader answers once every in-sync replica has the batch.
 const ACKS_ALL: i16 = -1;
@@ -50,49 +61,75 @@ pub enum KafkaError {
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("topic {topic}: {code:?}")]
-    Topic { topic: String, code: KafkaCode },
+    Topic { topic: String, code: ErrorCode },
     #[error("partition {partition}: broker error {code:?}")]
-    Partition { partition: i32, code: KafkaCode },
+    Partition { partition: i32, code: ErrorCode },
 }
 
 impl KafkaError {
-    /// Whether sending again later may succeed. Network trouble and
-    /// leadership changes pass; a message the broker refuses as too large, or
-    /// a corrupt one, will be refused again.
-    pub fn is_retriable(&self) -> bool {
+    /// Whose fault the failure is (see [`Blame`]): a broker's answer about
+    /// the message itself is the message's; everything else (connecting,
+    /// logging in, the network, timeouts, leadership, authorization, a
+    /// broker's own failure, an answer this client cannot read) is the
+    /// cluster's.
+    pub fn blame(&self) -> Blame {
         match self {
-            KafkaError::Connect(_) | KafkaError::Io(_) | KafkaError::Protocol(_) => true,
-            KafkaError::Topic { code, .. } | KafkaError::Partition { code, .. } => {
-                is_retriable(*code)
-            }
+            KafkaError::Topic { code, .. } | KafkaError::Partition { code, .. } => blame(*code),
+            KafkaError::Connect(_) | KafkaError::Io(_) | KafkaError::Protocol(_) => Blame::Cluster,
         }
+    }
+
+    /// Whether sending the message again may succeed: every failure but a
+    /// message the broker refused for good (too large, invalid).
+    pub fn is_retriable(&self) -> bool {
+        !matches!(self.blame(), Blame::Message { retriable: false })
     }
 }
 
-/// Kafka's retriable error codes (the `RetriableException` subclasses).
-fn is_retriable(code: KafkaCode) -> bool {
-    matches!(
-        code,
-        KafkaCode::CorruptMessage // a CRC failure is a transport problem; the Java client retries it
-            | KafkaCode::UnknownTopicOrPartition
-            | KafkaCode::LeaderNotAvailable
-            | KafkaCode::NotLeaderForPartition
-            | KafkaCode::RequestTimedOut
-            | KafkaCode::NetworkException
-            | KafkaCode::NotEnoughReplicas
-            | KafkaCode::NotEnoughReplicasAfterAppend
-            | KafkaCode::Unknown
-    )
+/// Whose fault a failed send is, which decides what it costs the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The broker answered about this message itself: it is too large, or
+    /// the topic refuses it (invalid, corrupt). Sending it unchanged will
+    /// most likely get the same answer, so the outbox counts an attempt.
+    /// `retriable`: the answer may differ next time (CORRUPT_MESSAGE, which a
+    /// transfer can cause); otherwise it never will.
+    Message { retriable: bool },
+    /// The cluster, the network or the credentials (or this client): the
+    /// same message may pass once that is fixed, so it costs the message
+    /// nothing; it waits, and the outbox's backlog alarm is what tells.
+    Cluster,
 }
 
-/// Errors after which the partition map may be stale.
-fn needs_metadata_refresh(code: KafkaCode) -> bool {
-    matches!(
-        code,
-        KafkaCode::UnknownTopicOrPartition
-            | KafkaCode::LeaderNotAvailable
-            | KafkaCode::NotLeaderForPartition
-    )
+/// Kafka's error codes that are the message's fault (Kafka's protocol
+/// guide: "The request included a message larger than the max message size
+/// the server will accept", "…message batch larger than the configured
+/// segment size", "This record has failed the validation on broker",
+/// "This message has failed its CRC checksum, exceeds the valid size, has a
+/// null key for a compacted topic, or is otherwise corrupt"). Every other
+/// code is the cluster's: leadership and replication (NOT_LEADER…,
+/// NOT_ENOUGH_REPLICAS…), timeouts, authorization (TOPIC_/CLUSTER_
+/// AUTHORIZATION_FAILED, SASL), a missing topic, the broker's own failures
+/// (UNKNOWN_SERVER_ERROR, KAFKA_STORAGE_ERROR), throttling, and settings of
+/// this client or the cluster rather than of a message (INVALID_TIMESTAMP:
+/// the timestamp is the relay's clock at send time; INVALID_REQUIRED_ACKS,
+/// UNSUPPORTED_VERSION).
+fn blame(code: ErrorCode) -> Blame {
+    match code {
+        ErrorCode::CORRUPT_MESSAGE => Blame::Message { retriable: true },
+        ErrorCode::MESSAGE_TOO_LARGE
+        | ErrorCode::RECORD_LIST_TOO_LARGE
+        | ErrorCode::INVALID_RECORD => Blame::Message { retriable: false },
+        _ => Blame::Cluster,
+    }
+}
+
+/// Whether a partition's result calls for a new partition map: any failure
+/// does. A leader that moved or died, a partition without a leader, a topic
+/// made again, an error the map cannot explain: the next send asks the
+/// cluster again rather than trust what it knew.
+fn needs_refresh(result: &Result<Delivery, KafkaError>) -> bool {
+    result.is_err()
 }
 
 /// One message to produce.
@@ -127,11 +164,81 @@ pub struct Delivery {
     pub timestamp: i64,
 }
 
-/// Where the topic's partitions live.
+/// Kafka's `metadata.max.age.ms` default: 5 minutes.
+pub const METADATA_MAX_AGE: Duration = Duration::from_secs(5 * 60);
+/// A little under Kafka's `connections.max.idle.ms` (9 minutes in its
+/// clients, 10 on its brokers, which then close the connection).
+pub const CONNECTION_MAX_IDLE: Duration = Duration::from_secs(8 * 60);
+
+/// How long a producer trusts what it learned (Kafka's producer settings of
+/// the same purpose in the constants' docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSettings {
+    /// The partition map is fetched again once it is this old, so that
+    /// partitions added to the topic are used ([`METADATA_MAX_AGE`]).
+    pub metadata_max_age: Duration,
+    /// A pooled connection idle for longer is closed and dialled again
+    /// instead of reused ([`CONNECTION_MAX_IDLE`]): brokers (and MSK) close
+    /// idle connections, and a send on a closed one fails.
+    pub connection_max_idle: Duration,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> ProducerSettings {
+        ProducerSettings {
+            metadata_max_age: METADATA_MAX_AGE,
+            connection_max_idle: CONNECTION_MAX_IDLE,
+        }
+    }
+}
+
+/// Where the topic's partitions live, as one metadata response said.
 struct Cluster {
-    /// Leader broker id per partition index.
-    leaders: Vec<i32>,
+    /// Leader broker id per partition index; `None` for a partition that
+    /// has no leader (leader -1), or one that is not in the broker list.
+    leaders: Vec<Option<i32>>,
     brokers: HashMap<i32, BrokerAddress>,
+    /// When the metadata was fetched.
+    fetched_at: Instant,
+    /// Every partition has a leader and no error: only such a map is kept
+    /// for later sends. One with a gap serves the send that fetched it (the
+    /// partitions that have a leader are sent to) and is fetched again for
+    /// the next.
+    complete: bool,
+}
+
+impl Cluster {
+    fn partitions(&self) -> i32 {
+        self.leaders.len() as i32
+    }
+
+    /// Whether this map may serve a send at `now`: complete, and younger
+    /// than `max_age`.
+    fn reusable(&self, now: Instant, max_age: Duration) -> bool {
+        self.complete && now.saturating_duration_since(self.fetched_at) < max_age
+    }
+
+    /// The leader of `partition`, or LEADER_NOT_AVAILABLE for this
+    /// partition when it has none.
+    fn leader(&self, partition: i32) -> Result<i32, KafkaError> {
+        match self.leaders.get(partition as usize) {
+            Some(Some(leader)) => Ok(*leader),
+            Some(None) => Err(KafkaError::Partition {
+                partition,
+                code: ErrorCode::LEADER_NOT_AVAILABLE,
+            }),
+            None => Err(KafkaError::Protocol(format!(
+                "no partition {partition} in the metadata"
+            ))),
+        }
+    }
+
+    fn address(&self, broker: i32) -> Result<BrokerAddress, KafkaError> {
+        self.brokers
+            .get(&broker)
+            .cloned()
+            .ok_or_else(|| KafkaError::Protocol(format!("leader {broker} is not in the metadata")))
+    }
 }
 
 /// A producer for one topic, safe to share between tasks.
@@ -140,9 +247,11 @@ pub struct Producer {
     bootstrap: Vec<BrokerAddress>,
     /// How every connection logs in (see [`auth`]).
     auth: KafkaAuth,
+    settings: ProducerSettings,
     /// Largest record batch per partition per request, in bytes. Kafka's
     /// `message.max.bytes` applies to a whole batch, default 1 MB.
     max_batch_bytes: usize,
+    /// The last complete partition map (see [`Cluster::complete`]).
     cluster: Mutex<Option<Arc<Cluster>>>,
     /// Connections per leader broker id (see [`pool`]).
     connections: Mutex<HashMap<i32, Arc<Pool>>>,
@@ -161,11 +270,24 @@ impl Producer {
         topic: &str,
         auth: KafkaAuth,
     ) -> Result<Producer, KafkaError> {
+        Producer::connect_with_settings(bootstrap, topic, auth, ProducerSettings::default()).await
+    }
+
+    /// [`Producer::connect_with_auth`] with other timings than Kafka's
+    /// defaults (tests use short ones). Fetches the partition map once, so a
+    /// producer that connects is one that reached the cluster.
+    pub async fn connect_with_settings(
+        bootstrap: &str,
+        topic: &str,
+        auth: KafkaAuth,
+        settings: ProducerSettings,
+    ) -> Result<Producer, KafkaError> {
         let bootstrap = parse_bootstrap(bootstrap)?;
         let producer = Producer {
             topic: topic.to_string(),
             bootstrap,
             auth,
+            settings,
             max_batch_bytes: 900 * 1024,
             cluster: Mutex::new(None),
             connections: Mutex::new(HashMap::new()),
@@ -180,7 +302,7 @@ impl Producer {
 
     /// The number of partitions of the topic.
     pub async fn partition_count(&self) -> Result<i32, KafkaError> {
-        Ok(self.cluster().await?.leaders.len() as i32)
+        Ok(self.cluster().await?.partitions())
     }
 
     /// The end offset (the next offset to be written) of every partition,
@@ -188,14 +310,12 @@ impl Producer {
     pub async fn end_offsets(&self) -> Result<Vec<i64>, KafkaError> {
         let cluster = self.cluster().await?;
         let mut ends = Vec::with_capacity(cluster.leaders.len());
-        for (partition, leader) in cluster.leaders.iter().enumerate() {
-            let address = cluster.brokers.get(leader).ok_or_else(|| {
-                KafkaError::Protocol(format!("leader {leader} is not in the metadata"))
-            })?;
-            let mut connection = connect(address, &self.auth).await?;
+        for partition in 0..cluster.partitions() {
+            let address = cluster.address(cluster.leader(partition)?)?;
+            let mut connection = connect(&address, &self.auth).await?;
             let bytes = with_timeout(connection.call(|correlation_id| {
                 let mut request = ListOffsetsRequest::new(correlation_id, CLIENT_ID, -1);
-                request.add(&self.topic, partition as i32, -1); // -1: the latest offset
+                request.add(&self.topic, partition, -1); // -1: the latest offset
                 request
             }))
             .await?;
@@ -206,14 +326,14 @@ impl Producer {
                 .topics
                 .iter()
                 .flat_map(|t| t.partitions.iter())
-                .find(|p| p.partition_index == partition as i32)
+                .find(|p| p.partition_index == partition)
                 .ok_or_else(|| {
                     KafkaError::Protocol(format!("no offset for partition {partition}"))
                 })?;
             if answer.error_code != KafkaCode::None {
                 return Err(KafkaError::Partition {
-                    partition: partition as i32,
-                    code: answer.error_code,
+                    partition,
+                    code: answer.error_code.into(),
                 });
             }
             ends.push(answer.offset);
@@ -228,15 +348,36 @@ impl Producer {
     /// Each partition's messages go in one record batch (split only to stay
     /// under the broker's batch size limit), so they get consecutive offsets
     /// in the order given; all partitions led by one broker share a request.
+    ///
+    /// A record batch the broker refuses for a message's fault (too large,
+    /// invalid, corrupt: [`Blame::Message`]) does not say which of its
+    /// messages is at fault, and nothing of it was stored: when it held
+    /// more than one message, each is sent again alone, so each gets an
+    /// answer of its own and one bad message costs the others nothing.
     pub async fn send(&self, messages: &[Message]) -> Vec<Result<Delivery, KafkaError>> {
         let mut results: Vec<Option<Result<Delivery, KafkaError>>> = vec![None; messages.len()];
         match self.cluster().await {
             Err(e) => return messages.iter().map(|_| Err(e.clone())).collect(),
             Ok(cluster) => {
-                let rounds = plan(messages, cluster.leaders.len() as i32, self.max_batch_bytes);
-                for round in rounds {
-                    self.send_round(&cluster, messages, &round, &mut results)
-                        .await;
+                let all: Vec<usize> = (0..messages.len()).collect();
+                let mut refused_together = Vec::new();
+                for round in plan(messages, &all, cluster.partitions(), self.max_batch_bytes) {
+                    refused_together.extend(
+                        self.send_round(&cluster, messages, &round, &mut results)
+                            .await,
+                    );
+                }
+                if !refused_together.is_empty() {
+                    tracing::warn!(
+                        topic = %self.topic,
+                        messages = refused_together.len(),
+                        "a record batch was refused for a message's fault; sending its messages one by one"
+                    );
+                    refused_together.sort_unstable();
+                    for round in plan(messages, &refused_together, cluster.partitions(), 0) {
+                        self.send_round(&cluster, messages, &round, &mut results)
+                            .await;
+                    }
                 }
             }
         }
@@ -248,56 +389,66 @@ impl Producer {
             .collect()
     }
 
-    /// One request per leader broker, all in flight at once.
+    /// One request per leader broker, all in flight at once. Writes each
+    /// message's result; returns the messages of batches of more than one
+    /// that the broker refused for a message's fault.
     async fn send_round(
         &self,
         cluster: &Cluster,
         messages: &[Message],
         round: &[(i32, Vec<usize>)],
         results: &mut [Option<Result<Delivery, KafkaError>>],
-    ) {
+    ) -> Vec<usize> {
+        let mut answers = Vec::new();
         let mut by_broker: HashMap<i32, Vec<&(i32, Vec<usize>)>> = HashMap::new();
         for batch in round {
-            by_broker
-                .entry(cluster.leaders[batch.0 as usize])
-                .or_default()
-                .push(batch);
+            match cluster.leader(batch.0) {
+                Ok(leader) => by_broker.entry(leader).or_default().push(batch),
+                // No leader known: nothing to send it to this time.
+                Err(e) => answers.push((batch, Err(e))),
+            }
         }
         let requests = by_broker.into_iter().map(|(broker, batches)| async move {
             let outcome = self.produce_to(cluster, broker, messages, &batches).await;
             (batches, outcome)
         });
-        let mut refresh = false;
         for (batches, outcome) in futures::future::join_all(requests).await {
-            for (partition, indexes) in batches {
-                let partition_result = match &outcome {
+            for batch in batches {
+                let answer = match &outcome {
                     Err(e) => Err(e.clone()),
                     Ok((response, timestamp)) => {
-                        partition_answer(response, &self.topic, *partition, *timestamp)
+                        partition_answer(response, &self.topic, batch.0, *timestamp)
                     }
                 };
-                refresh |= match &partition_result {
-                    Err(KafkaError::Partition { code, .. } | KafkaError::Topic { code, .. }) => {
-                        needs_metadata_refresh(*code)
-                    }
-                    // The leader may have moved or died: ask the cluster again.
-                    Err(KafkaError::Connect(_) | KafkaError::Io(_)) => true,
-                    _ => false,
-                };
-                for (i, &index) in indexes.iter().enumerate() {
-                    results[index] = Some(partition_result.clone().map(|first| Delivery {
-                        offset: first.offset + i as i64,
-                        ..first
-                    }));
+                answers.push((batch, answer));
+            }
+        }
+        let (mut refresh, mut redial) = (false, false);
+        let mut refused_together = Vec::new();
+        for ((_, indexes), answer) in answers {
+            refresh |= needs_refresh(&answer);
+            redial |= matches!(answer, Err(KafkaError::Connect(_) | KafkaError::Io(_)));
+            if let Err(e) = &answer {
+                if matches!(e.blame(), Blame::Message { .. }) && indexes.len() > 1 {
+                    refused_together.extend(indexes.iter().copied());
                 }
+            }
+            for (i, &index) in indexes.iter().enumerate() {
+                results[index] = Some(answer.clone().map(|first| Delivery {
+                    offset: first.offset + i as i64,
+                    ..first
+                }));
             }
         }
         if refresh {
-            tracing::info!(topic = %self.topic, "refreshing kafka metadata after a leadership or topic error");
+            tracing::info!(topic = %self.topic, "refreshing kafka metadata after a failed send");
             *self.cluster.lock().await = None;
+        }
+        if redial {
             // Idle connections may lead to a dead or demoted broker.
             self.connections.lock().await.clear();
         }
+        refused_together
     }
 
     /// Sends one produce request to a broker and reads its acks=all reply.
@@ -307,49 +458,55 @@ impl Producer {
         broker: i32,
         messages: &[Message],
         batches: &[&(i32, Vec<usize>)],
-    ) -> Result<(ProduceResponse, i64), KafkaError> {
+    ) -> Result<(Vec<PartitionAnswer>, i64), KafkaError> {
         let pool = self.pool(broker).await;
-        let address = || {
-            cluster.brokers.get(&broker).cloned().ok_or_else(|| {
-                KafkaError::Protocol(format!("leader {broker} is not in the metadata"))
-            })
-        };
-        let mut lease = pool.take(address, &self.auth).await?;
+        let address = cluster.address(broker);
+        let mut lease = pool.take(|| address.clone(), &self.auth).await?;
         let timestamp = now_ms();
-        let partitions = batches
-            .iter()
-            .map(|(partition, indexes)| {
-                let records = indexes
-                    .iter()
-                    .map(|&i| Record {
-                        key: messages[i].key.as_bytes(),
-                        value: &messages[i].value,
-                        headers: &messages[i].headers,
-                    })
-                    .collect();
-                (*partition, records)
-            })
-            .collect();
-        let mut request = Some(ProduceRequest {
-            correlation_id: 0,
+        let request = |correlation_id| ProduceRequest {
+            correlation_id,
             client_id: CLIENT_ID,
             acks: ACKS_ALL,
             timeout_ms: PRODUCE_TIMEOUT_MS,
             topic: &self.topic,
             timestamp,
-            partitions,
-        });
+            partitions: batches
+                .iter()
+                .map(|(partition, indexes)| {
+                    let records = indexes
+                        .iter()
+                        .map(|&i| Record {
+                            key: messages[i].key.as_bytes(),
+                            value: &messages[i].value,
+                            headers: &messages[i].headers,
+                        })
+                        .collect();
+                    (*partition, records)
+                })
+                .collect(),
+        };
         // On an error the lease is dropped, not given back: the socket may
         // hold half a reply, so it is never reused.
-        let bytes = with_timeout(lease.connection.call(|correlation_id| ProduceRequest {
-            correlation_id,
-            ..request.take().expect("built once")
-        }))
-        .await?;
+        let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, lease.connection.call(&request))
+            .await
+        {
+            Err(_) => return Err(timed_out()),
+            // A pooled connection that fails is most likely one the broker
+            // closed while it idled (a restart, its idle limit): the request
+            // goes once more on a new connection, so a dead socket is never
+            // reported (nor spends a message's attempt). Had the broker
+            // stored the first one after all, the message is stored twice,
+            // as after any lost answer (at-least-once).
+            Ok(Err(KafkaError::Io(error))) if lease.reused => {
+                tracing::info!(broker, %error, "pooled kafka connection failed; sending again on a new one");
+                lease.connection = connect(&address?, &self.auth).await?;
+                lease.reused = false;
+                with_timeout(lease.connection.call(&request)).await?
+            }
+            Ok(result) => result?,
+        };
         pool.put(lease);
-        let response = ProduceResponse::try_from(bytes)
-            .map_err(|e| KafkaError::Protocol(format!("unparseable produce response: {e:?}")))?;
-        Ok((response, timestamp))
+        Ok((produce_response::parse(bytes)?, timestamp))
     }
 
     async fn pool(&self, broker: i32) -> Arc<Pool> {
@@ -357,18 +514,28 @@ impl Producer {
             .lock()
             .await
             .entry(broker)
-            .or_default()
+            .or_insert_with(|| Arc::new(Pool::new(self.settings.connection_max_idle)))
             .clone()
     }
 
-    /// The cached partition map, fetched from a bootstrap broker when absent.
+    /// The partition map: the cached one while it is reusable (complete
+    /// and younger than the metadata max age), otherwise fetched from a
+    /// bootstrap broker, and cached only if complete.
     async fn cluster(&self) -> Result<Arc<Cluster>, KafkaError> {
         let mut cached = self.cluster.lock().await;
-        if let Some(cluster) = cached.as_ref() {
+        if let Some(cluster) = cached
+            .as_ref()
+            .filter(|c| c.reusable(Instant::now(), self.settings.metadata_max_age))
+        {
             return Ok(cluster.clone());
         }
         let cluster = Arc::new(self.fetch_metadata().await?);
-        *cached = Some(cluster.clone());
+        if cluster.complete {
+            *cached = Some(cluster.clone());
+        } else {
+            tracing::warn!(topic = %self.topic, "some partitions have no leader or an error in the metadata; fetching it again for the next send");
+            *cached = None;
+        }
         Ok(cluster)
     }
 
@@ -418,9 +585,18 @@ async fn with_timeout<T>(
 ) -> Result<T, KafkaError> {
     tokio::time::timeout(REQUEST_TIMEOUT, call)
         .await
-        .map_err(|_| KafkaError::Io(format!("no answer within {REQUEST_TIMEOUT:?}")))?
+        .map_err(|_| timed_out())?
 }
 
+fn timed_out() -> KafkaError {
+    KafkaError::Io(format!("no answer within {REQUEST_TIMEOUT:?}"))
+}
+
+/// The partition map in a metadata response. A partition whose leader is
+/// -1 (or not among the brokers) has no leader; one with an error still
+/// uses its leader, if any (REPLICA_NOT_AVAILABLE: a follower is down, the
+/// leader takes writes); either makes the map incomplete, so it is fetched
+/// again for the next send instead of being trusted until a send fails.
 fn cluster_from(response: MetadataResponse, topic: &str) -> Result<Cluster, KafkaError> {
     let found = response
         .topics
@@ -428,30 +604,20 @@ fn cluster_from(response: MetadataResponse, topic: &str) -> Result<Cluster, Kafk
         .find(|t| t.name.as_ref() == topic.as_bytes())
         .ok_or_else(|| KafkaError::Topic {
             topic: topic.to_string(),
-            code: KafkaCode::UnknownTopicOrPartition,
+            code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
         })?;
     if found.error_code != KafkaCode::None || found.partitions.is_empty() {
         let code = if found.error_code == KafkaCode::None {
-            KafkaCode::UnknownTopicOrPartition
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
         } else {
-            found.error_code
+            found.error_code.into()
         };
         return Err(KafkaError::Topic {
             topic: topic.to_string(),
             code,
         });
     }
-    let mut leaders = vec![-1; found.partitions.len()];
-    for p in &found.partitions {
-        let slot = leaders.get_mut(p.partition_index as usize).ok_or_else(|| {
-            KafkaError::Protocol(format!(
-                "partition {} out of range in metadata",
-                p.partition_index
-            ))
-        })?;
-        *slot = p.leader_id;
-    }
-    let brokers = response
+    let brokers: HashMap<i32, BrokerAddress> = response
         .brokers
         .iter()
         .map(|b| {
@@ -465,24 +631,41 @@ fn cluster_from(response: MetadataResponse, topic: &str) -> Result<Cluster, Kafk
             )
         })
         .collect();
-    Ok(Cluster { leaders, brokers })
+    let mut leaders = vec![None; found.partitions.len()];
+    let mut complete = true;
+    for p in &found.partitions {
+        let slot = leaders.get_mut(p.partition_index as usize).ok_or_else(|| {
+            KafkaError::Protocol(format!(
+                "partition {} out of range in metadata",
+                p.partition_index
+            ))
+        })?;
+        let known = p.leader_id >= 0 && brokers.contains_key(&p.leader_id);
+        *slot = known.then_some(p.leader_id);
+        complete &= known && p.error_code == KafkaCode::None;
+    }
+    // A partition index the response skipped has no leader either.
+    complete &= leaders.iter().all(Option::is_some);
+    Ok(Cluster {
+        leaders,
+        brokers,
+        fetched_at: Instant::now(),
+        complete,
+    })
 }
 
 /// The broker's answer for one partition, as the first message's delivery.
 fn partition_answer(
-    response: &ProduceResponse,
+    answers: &[PartitionAnswer],
     topic: &str,
     partition: i32,
     timestamp: i64,
 ) -> Result<Delivery, KafkaError> {
-    let answer = response
-        .responses
+    let answer = answers
         .iter()
-        .filter(|r| r.name.as_ref() == topic.as_bytes())
-        .flat_map(|r| r.partition_responses.iter())
-        .find(|p| p.index == partition)
+        .find(|a| a.topic.as_ref() == topic.as_bytes() && a.partition == partition)
         .ok_or_else(|| KafkaError::Protocol(format!("no answer for partition {partition}")))?;
-    if answer.error_code != KafkaCode::None {
+    if answer.error_code != ErrorCode::NONE {
         return Err(KafkaError::Partition {
             partition,
             code: answer.error_code,
@@ -500,19 +683,22 @@ fn partition_answer(
     })
 }
 
-/// Splits messages into rounds of per-partition batches: message indexes
-/// grouped by partition in their original order, each batch under
+/// Splits the messages at `indexes` (in order) into rounds of per-partition
+/// batches: indexes grouped by partition in their order, each batch under
 /// `max_batch_bytes` (a single larger message still travels alone, and the
-/// broker's answer decides). Round `n` carries the `n`-th batch of every
-/// partition, so a partition's batches go out in order.
+/// broker's answer decides; 0 puts every message in a batch of its own).
+/// Round `n` carries the `n`-th batch of every partition, so a partition's
+/// batches go out in order.
 fn plan(
     messages: &[Message],
+    indexes: &[usize],
     partitions: i32,
     max_batch_bytes: usize,
 ) -> Vec<Vec<(i32, Vec<usize>)>> {
     let mut per_partition: Vec<Vec<Vec<usize>>> = vec![Vec::new(); partitions as usize];
     let mut sizes: Vec<usize> = vec![0; partitions as usize];
-    for (index, message) in messages.iter().enumerate() {
+    for &index in indexes {
+        let message = &messages[index];
         let p = partitioner::partition_for(message.key.as_bytes(), partitions) as usize;
         let size = message.size();
         let batches = &mut per_partition[p];
@@ -566,6 +752,10 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
+    fn all(messages: &[Message]) -> Vec<usize> {
+        (0..messages.len()).collect()
+    }
+
     fn message(key: &str, size: usize) -> Message {
         Message {
             key: key.to_string(),
@@ -578,7 +768,7 @@ mod tests {
     fn plan_groups_by_partition_in_order() {
         let keys = ["a", "b", "c", "d", "e", "f", "a", "b"];
         let messages: Vec<_> = keys.iter().map(|k| message(k, 10)).collect();
-        let rounds = plan(&messages, 3, 1 << 20);
+        let rounds = plan(&messages, &all(&messages), 3, 1 << 20);
         assert_eq!(rounds.len(), 1);
         let mut seen = vec![];
         for (p, indexes) in &rounds[0] {
@@ -598,17 +788,27 @@ mod tests {
     #[test]
     fn plan_splits_batches_over_the_size_limit() {
         let messages: Vec<_> = (0..5).map(|_| message("same-key", 400)).collect();
-        let rounds = plan(&messages, 3, 1000);
+        let rounds = plan(&messages, &all(&messages), 3, 1000);
         let batches: Vec<Vec<usize>> = rounds
             .iter()
             .flat_map(|r| r.iter().map(|(_, b)| b.clone()))
             .collect();
         assert_eq!(batches, vec![vec![0, 1], vec![2, 3], vec![4]]);
-        let oversized = plan(&[message("k", 5000)], 3, 1000);
+        let oversized = plan(&[message("k", 5000)], &[0], 3, 1000);
         assert_eq!(
             oversized.len(),
             1,
             "a lone large message still goes, the broker decides"
+        );
+        let alone = plan(&messages, &[1, 3, 4], 3, 0);
+        assert_eq!(
+            alone,
+            vec![
+                vec![(alone[0][0].0, vec![1])],
+                vec![(alone[0][0].0, vec![3])],
+                vec![(alone[0][0].0, vec![4])]
+            ],
+            "with no room, each message goes in a batch of its own, in order"
         );
     }
 
@@ -625,16 +825,160 @@ mod tests {
         assert!(parse_bootstrap("nohost").is_err());
     }
 
+    /// A metadata response for topic `t` on broker 1, one partition per
+    /// `(error, leader)`.
+    fn metadata(partitions: &[(KafkaCode, i32)]) -> MetadataResponse {
+        use samsa::prelude::protocol::metadata::response::{Broker, Partition, Topic};
+        MetadataResponse {
+            brokers: vec![Broker {
+                node_id: 1,
+                host: Bytes::from_static(b"b-1"),
+                port: 9092,
+                rack: None,
+            }],
+            topics: vec![Topic {
+                error_code: KafkaCode::None,
+                name: Bytes::from_static(b"t"),
+                is_internal: false,
+                partitions: partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (error_code, leader_id))| Partition {
+                        error_code: *error_code,
+                        partition_index: i as i32,
+                        leader_id: *leader_id,
+                        replica_nodes: vec![],
+                        isr_nodes: vec![],
+                    })
+                    .collect(),
+            }],
+            ..MetadataResponse::default()
+        }
+    }
+
+    #[test]
+    fn a_partition_map_is_reused_only_while_complete_and_younger_than_the_max_age() {
+        let max_age = Duration::from_secs(300);
+        let complete = cluster_from(metadata(&[(KafkaCode::None, 1); 2]), "t").unwrap();
+        let fetched = std::time::Instant::now();
+        assert!(complete.reusable(fetched, max_age));
+        assert!(
+            !complete.reusable(fetched + max_age + Duration::from_secs(1), max_age),
+            "older than the max age: fetched again, so added partitions are seen"
+        );
+
+        let leaderless = cluster_from(
+            metadata(&[(KafkaCode::None, 1), (KafkaCode::LeaderNotAvailable, -1)]),
+            "t",
+        )
+        .unwrap();
+        assert!(
+            !leaderless.reusable(fetched, max_age),
+            "a partition without a leader: fetched again for the next send"
+        );
+        assert_eq!(leaderless.leader(0).unwrap(), 1);
+        assert!(
+            matches!(
+                leaderless.leader(1),
+                Err(KafkaError::Partition { partition: 1, code }) if code == ErrorCode::LEADER_NOT_AVAILABLE
+            ),
+            "{:?}",
+            leaderless.leader(1)
+        );
+
+        let replica_down =
+            cluster_from(metadata(&[(KafkaCode::ReplicaNotAvailable, 1)]), "t").unwrap();
+        assert_eq!(
+            replica_down.leader(0).unwrap(),
+            1,
+            "its leader still takes writes"
+        );
+        assert!(
+            !replica_down.reusable(fetched, max_age),
+            "a partition error: fetched again"
+        );
+    }
+
+    #[test]
+    fn any_failed_partition_refreshes_the_partition_map() {
+        let partition = |code| KafkaError::Partition { partition: 0, code };
+        for error in [
+            partition(ErrorCode::NOT_LEADER_OR_FOLLOWER),
+            partition(ErrorCode::MESSAGE_TOO_LARGE),
+            partition(ErrorCode::NOT_ENOUGH_REPLICAS),
+            partition(ErrorCode::KAFKA_STORAGE_ERROR),
+            KafkaError::Topic {
+                topic: "t".into(),
+                code: ErrorCode::TOPIC_AUTHORIZATION_FAILED,
+            },
+            KafkaError::Protocol("no answer for partition 0".into()),
+            KafkaError::Io("reset".into()),
+        ] {
+            assert!(needs_refresh(&Err(error.clone())), "{error}");
+        }
+        let delivered = Delivery {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            timestamp: 1,
+        };
+        assert!(!needs_refresh(&Ok(delivered)));
+    }
+
+    /// The README's table: whose fault each failure is.
+    #[test]
+    fn only_answers_about_the_message_itself_are_the_message_s_fault() {
+        let partition = |code| KafkaError::Partition { partition: 0, code };
+        let message = |retriable| Blame::Message { retriable };
+        for (code, blame) in [
+            (ErrorCode::MESSAGE_TOO_LARGE, message(false)),
+            (ErrorCode::RECORD_LIST_TOO_LARGE, message(false)),
+            (ErrorCode::INVALID_RECORD, message(false)),
+            (ErrorCode::CORRUPT_MESSAGE, message(true)),
+            (ErrorCode::TOPIC_AUTHORIZATION_FAILED, Blame::Cluster),
+            (ErrorCode::CLUSTER_AUTHORIZATION_FAILED, Blame::Cluster),
+            (ErrorCode::SASL_AUTHENTICATION_FAILED, Blame::Cluster),
+            (ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, Blame::Cluster),
+            (ErrorCode::LEADER_NOT_AVAILABLE, Blame::Cluster),
+            (ErrorCode::NOT_LEADER_OR_FOLLOWER, Blame::Cluster),
+            (ErrorCode::NOT_ENOUGH_REPLICAS, Blame::Cluster),
+            (ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND, Blame::Cluster),
+            (ErrorCode::REQUEST_TIMED_OUT, Blame::Cluster),
+            (ErrorCode::KAFKA_STORAGE_ERROR, Blame::Cluster),
+            (ErrorCode::UNKNOWN_SERVER_ERROR, Blame::Cluster),
+            (ErrorCode::INVALID_TIMESTAMP, Blame::Cluster),
+            (ErrorCode::INVALID_REQUIRED_ACKS, Blame::Cluster),
+            (ErrorCode::UNSUPPORTED_VERSION, Blame::Cluster),
+            (ErrorCode::THROTTLING_QUOTA_EXCEEDED, Blame::Cluster),
+            (ErrorCode(999), Blame::Cluster),
+        ] {
+            assert_eq!(partition(code).blame(), blame, "{code:?}");
+        }
+        let topic = KafkaError::Topic {
+            topic: "t".into(),
+            code: ErrorCode::TOPIC_AUTHORIZATION_FAILED,
+        };
+        assert_eq!(topic.blame(), Blame::Cluster);
+        for error in [
+            KafkaError::Connect("127.0.0.1:9092: connection refused".into()),
+            KafkaError::Connect("b-1: SCRAM-SHA-512 authentication failed: wrong".into()),
+            KafkaError::Io("no answer within 35s".into()),
+            KafkaError::Protocol("no answer for partition 2".into()),
+        ] {
+            assert_eq!(error.blame(), Blame::Cluster, "{error}");
+        }
+    }
+
     #[test]
     fn retriable_codes() {
         assert!(KafkaError::Partition {
             partition: 0,
-            code: KafkaCode::NotLeaderForPartition
+            code: ErrorCode::NOT_LEADER_OR_FOLLOWER
         }
         .is_retriable());
         assert!(!KafkaError::Partition {
             partition: 0,
-            code: KafkaCode::MessageSizeTooLarge
+            code: ErrorCode::MESSAGE_TOO_LARGE
         }
         .is_retriable());
         assert!(KafkaError::Io("reset".into()).is_retriable());

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::kafka::Blame;
+
 /// Namespace of the UUID v5 row ids. Fixed forever: changing it would give a
 /// redelivered stream record a new id, and so a second row.
 const ROW_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a57_9d3e_4b8a_a0f4_52c1_e7d9_3b06);
@@ -29,7 +31,9 @@ pub const DUE_SHARDS: u32 = 16;
 
 /// ```text
 /// PENDING → IN_FLIGHT → DELIVERED
-///              └──────→ PENDING (retry after backoff) → … → FAILED
+///              ├──────→ PENDING (the message's fault: retry after backoff) → … → FAILED
+///              └──────→ PENDING (the cluster's fault: wait, no attempt spent) → …
+/// IN_FLIGHT (lease expired, MAX_ATTEMPTS claims without outcome) → FAILED at the next claim
 /// FAILED → PENDING only by redrive;  REJECTED is terminal.
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,8 +83,26 @@ pub struct OutboxRow {
     pub status: Status,
     /// RFC 3339, UTC, milliseconds.
     pub created_at: String,
+    /// Sends the broker answered with a fault of the message itself (too
+    /// large, invalid: [`Blame::Message`]), plus claims that ended without
+    /// any outcome (the relay crashed, timed out or was killed mid-send). A
+    /// claim counts one in advance and a failure that is not the message's
+    /// gives it back, so failures of the cluster, the network or the
+    /// credentials never spend attempts. At `MAX_ATTEMPTS` the row is
+    /// FAILED: after an answer about the message, or at its next claim ("no
+    /// outcome after N claims").
     #[serde(default)]
     pub attempts: u32,
+    /// Sends that failed for a cause other than the message ([`Blame::Cluster`]:
+    /// a broker outage, a network error, a timeout, leadership, missing
+    /// authorization or login): the row went back to PENDING without
+    /// spending an attempt, due again after a backoff that grows with this
+    /// count (capped at 5 minutes). For audit, and the backoff; never a
+    /// reason to fail the row. Absent until the first wait. A row that has
+    /// waited is no longer new (see `Holder::Fresh`): only the sweep sends
+    /// it again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waits: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// The participant as JSON: the Kafka value, fixed when the row is made.
@@ -206,6 +228,7 @@ impl OutboxRow {
             status,
             created_at: rfc3339(now),
             attempts: 0,
+            waits: 0,
             last_error: None,
             payload: None,
             payload_gzip: None,
@@ -224,6 +247,10 @@ impl OutboxRow {
             lease_until: None,
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -255,30 +282,56 @@ pub fn due_shard(row_id: &str) -> String {
 /// What happens to a row whose send failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFailure {
-    /// Back to PENDING, due again after this many milliseconds.
+    /// The message's fault, and it may pass another time: back to PENDING,
+    /// due again after this many milliseconds; the attempt stays spent.
     RetryIn(i64),
-    /// FAILED: out of attempts, or an error that sending again cannot fix.
+    /// Not the message's fault ([`Blame::Cluster`]): back to PENDING, due
+    /// again after this many milliseconds, the attempt given back and one
+    /// more wait counted. Never FAILED for such a cause.
+    WaitIn(i64),
+    /// FAILED: the message's fault, and out of attempts or refused for good.
     GiveUp,
 }
 
-/// Exponential backoff with "equal jitter": the ceiling doubles from 1 s
-/// (1 s, 2 s, 4 s … capped at 5 min) and the delay is half the ceiling plus
-/// `jitter` ∈ [0, 1) of the other half, so relays that failed together do
-/// not retry together, yet the attempts of a row cannot be spent in a burst
-/// (ten attempts span at least ~4 minutes of outage). `attempts` counts the
-/// send that just failed.
+/// The longest backoff between two sends of a row: 5 minutes.
+const MAX_BACKOFF_MS: i64 = 300_000;
+
+/// What to do with a row whose send just failed, and when to send it again.
+///
+/// `attempts` counts the row's sends answered with a fault of the message,
+/// the one that just failed included if it is one, plus its claims that
+/// ended without any outcome; `waits` counts the failures that were not the
+/// message's fault before this one. Only the message's faults spend
+/// attempts (see [`Blame`]); the others make the row wait as long as the
+/// cause lasts, the backlog alarm being what tells.
+///
+/// Both backoffs are exponential with "equal jitter": the ceiling doubles
+/// from 1 s (1 s, 2 s, 4 s … capped at 5 min) and the delay is half the
+/// ceiling plus `jitter` ∈ [0, 1) of the other half, so relays that failed
+/// together do not retry together, yet the attempts of a row cannot be spent
+/// in a burst (ten attempts span at least ~4 minutes), and a long outage
+/// costs a waiting row one send every 2.5 to 5 minutes.
 pub fn after_failure(
     attempts: u32,
+    waits: u32,
     max_attempts: u32,
-    retriable: bool,
+    blame: Blame,
     jitter: f64,
 ) -> AfterFailure {
-    if !retriable || attempts >= max_attempts {
-        return AfterFailure::GiveUp;
+    match blame {
+        Blame::Cluster => AfterFailure::WaitIn(backoff(waits.saturating_add(1), jitter)),
+        Blame::Message { retriable: true } if attempts < max_attempts => {
+            AfterFailure::RetryIn(backoff(attempts, jitter))
+        }
+        Blame::Message { .. } => AfterFailure::GiveUp,
     }
-    let ceiling = (1_000i64 << attempts.saturating_sub(1).min(20)).min(300_000);
+}
+
+/// The delay after the `n`-th failure (n ≥ 1) of one kind.
+fn backoff(n: u32, jitter: f64) -> i64 {
+    let ceiling = (1_000i64 << n.saturating_sub(1).min(20)).min(MAX_BACKOFF_MS);
     let half = ceiling / 2;
-    AfterFailure::RetryIn(half + ((half as f64) * jitter.clamp(0.0, 1.0)) as i64)
+    half + ((half as f64) * jitter.clamp(0.0, 1.0)) as i64
 }
 
 /// RFC 3339 in UTC with exactly three fractional digits. Fixed width on
@@ -423,16 +476,32 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_equal_jitter_and_gives_up() {
-        let retry = |attempts, jitter| after_failure(attempts, 10, true, jitter);
+        let message = Blame::Message { retriable: true };
+        let retry = |attempts, jitter| after_failure(attempts, 0, 10, message, jitter);
         assert_eq!(retry(1, 0.0), AfterFailure::RetryIn(500));
         assert_eq!(retry(1, 1.0), AfterFailure::RetryIn(1_000));
         assert_eq!(retry(3, 0.5), AfterFailure::RetryIn(3_000));
         assert_eq!(retry(9, 0.0), AfterFailure::RetryIn(128_000));
         assert_eq!(
-            after_failure(30, 99, true, 1.0),
+            after_failure(30, 0, 99, message, 1.0),
             AfterFailure::RetryIn(300_000)
         );
-        assert_eq!(after_failure(10, 10, true, 0.3), AfterFailure::GiveUp);
-        assert_eq!(after_failure(1, 10, false, 0.3), AfterFailure::GiveUp);
+        assert_eq!(after_failure(10, 0, 10, message, 0.3), AfterFailure::GiveUp);
+        let refused = Blame::Message { retriable: false };
+        assert_eq!(after_failure(1, 0, 10, refused, 0.3), AfterFailure::GiveUp);
+    }
+
+    #[test]
+    fn a_failure_that_is_not_the_message_s_waits_without_spending_attempts() {
+        let wait =
+            |attempts, waits, jitter| after_failure(attempts, waits, 2, Blame::Cluster, jitter);
+        // The backoff grows with the row's waits, whatever its attempts.
+        assert_eq!(wait(1, 0, 0.0), AfterFailure::WaitIn(500));
+        assert_eq!(wait(1, 2, 1.0), AfterFailure::WaitIn(4_000));
+        // At and past the attempt limit: still waiting, never FAILED.
+        assert_eq!(wait(2, 5, 0.0), AfterFailure::WaitIn(16_000));
+        assert_eq!(wait(7, 0, 0.0), AfterFailure::WaitIn(500));
+        // Capped at five minutes, however long the outage.
+        assert_eq!(wait(2, 1_000, 1.0), AfterFailure::WaitIn(300_000));
     }
 }

@@ -49,8 +49,11 @@ pub enum Holder<'a> {
     /// The relay that claimed the row (the sweep path) and holds its lease.
     Lease(&'a str),
     /// The relay the outbox stream handed the new row to: it owns the row
-    /// while it is PENDING and untouched (`attempts = 0`); the sweep leaves
-    /// such rows alone until `SWEEP_DELAY_SECONDS` have passed.
+    /// while it is PENDING and untouched (`attempts = 0` and no `waits`);
+    /// the sweep leaves such rows alone until `SWEEP_DELAY_SECONDS` have
+    /// passed. A fresh row whose send failed is no longer untouched (an
+    /// attempt, or a wait, is written with the failure), so a redelivered
+    /// stream batch cannot send it beside the sweep.
     Fresh,
 }
 
@@ -261,10 +264,11 @@ impl OutboxStore {
         out.item.map(parse_row).transpose()
     }
 
-    /// Which of these rows are still new (PENDING, never attempted), read
-    /// consistently. The relay checks this before sending rows from the
-    /// outbox stream, whose images may be old: a redelivered stream batch
-    /// must not send again what was delivered. Reads, not writes: 100 rows
+    /// Which of these rows are still new (PENDING, never attempted, never
+    /// waited), read consistently. The relay checks this before sending
+    /// rows from the outbox stream, whose images may be old: a redelivered
+    /// stream batch must not send again what was delivered (or what failed
+    /// and is the sweep's now). Reads, not writes: 100 rows
     /// per request.
     pub async fn still_new(
         &self,
@@ -288,7 +292,7 @@ impl OutboxStore {
         let mut request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
             .set_keys(Some(keys))
             .consistent_read(true)
-            .projection_expression("id, #status, attempts")
+            .projection_expression("id, #status, attempts, waits")
             .expression_attribute_names("#status", "status")
             .build()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -308,8 +312,10 @@ impl OutboxStore {
             {
                 let status = item.get("status").and_then(|v| v.as_s().ok());
                 let attempts = item.get("attempts").and_then(|v| v.as_n().ok());
+                let waits = item.get("waits").and_then(|v| v.as_n().ok());
                 if status.map(String::as_str) == Some(Status::Pending.as_str())
                     && attempts.map(String::as_str) == Some("0")
+                    && waits.is_none_or(|w| w == "0")
                 {
                     if let Some(AttributeValue::S(id)) = item.get("id") {
                         new.push(id.clone());
@@ -359,7 +365,12 @@ impl OutboxStore {
 
     /// Claims rows for `owner` until `lease_until` (epoch ms): PENDING rows
     /// past their backoff and IN_FLIGHT rows whose lease expired. Each claim
-    /// counts an attempt. Rows someone else claimed first are skipped.
+    /// counts an attempt in advance (a send that fails for a cause other
+    /// than the message gives it back: [`OutboxStore::mark_wait`]), so the
+    /// returned rows' `attempts` include this claim, and a row whose claims
+    /// keep ending without an outcome (a relay that crashes on it) runs out
+    /// of attempts: the relay then calls [`OutboxStore::mark_no_outcome`]
+    /// instead of sending it. Rows someone else claimed first are skipped.
     pub async fn claim(
         &self,
         ids: &[String],
@@ -460,7 +471,8 @@ impl OutboxStore {
         self.transact_or_each(items, each).await
     }
 
-    /// Back to PENDING, due again at `due_at` (epoch ms), keeping the error.
+    /// Back to PENDING after a fault of the message, due again at `due_at`
+    /// (epoch ms), keeping the error; the attempt stays spent.
     pub async fn mark_retry(
         &self,
         id: &str,
@@ -468,8 +480,51 @@ impl OutboxStore {
         error: &str,
         due_at: i64,
     ) -> Result<Written, StoreError> {
-        self.apply(&Transition::retry(id, holder, error, due_at))
+        self.apply(&Transition::retry(
+            id,
+            holder,
+            error,
+            due_at,
+            Spent::Attempt,
+        ))
+        .await
+    }
+
+    /// Back to PENDING after a failure that is not the message's fault, due
+    /// again at `due_at` (epoch ms), keeping the error: the claim's attempt
+    /// is given back and `waits` counts one more. A fresh row keeps
+    /// `attempts = 0` and, with its first wait, stops being fresh.
+    pub async fn mark_wait(
+        &self,
+        id: &str,
+        holder: Holder<'_>,
+        error: &str,
+        due_at: i64,
+    ) -> Result<Written, StoreError> {
+        self.apply(&Transition::retry(id, holder, error, due_at, Spent::Wait))
             .await
+    }
+
+    /// FAILED, unsent, for a row just claimed by `owner` that had spent
+    /// all its attempts before this claim, the last of them on claims that
+    /// ended without an outcome (had a send been answered for the message's
+    /// fault at the limit, the row would be FAILED already): `last_error` is
+    /// "no outcome after N claims", N being those attempts, and this claim's
+    /// attempt is given back (nothing was sent), so `attempts` stays N.
+    pub async fn mark_no_outcome(
+        &self,
+        id: &str,
+        owner: &str,
+        claims: u32,
+    ) -> Result<Written, StoreError> {
+        let error = format!("no outcome after {claims} claims");
+        self.apply(&Transition::failed(
+            id,
+            Holder::Lease(owner),
+            &error,
+            Spent::Nothing,
+        ))
+        .await
     }
 
     /// FAILED with the last error; the row leaves the due index until an
@@ -480,7 +535,8 @@ impl OutboxStore {
         holder: Holder<'_>,
         error: &str,
     ) -> Result<Written, StoreError> {
-        self.apply(&Transition::failed(id, holder, error)).await
+        self.apply(&Transition::failed(id, holder, error, Spent::Attempt))
+            .await
     }
 
     /// Writes one transition, retrying transient failures for a few seconds:
@@ -585,30 +641,59 @@ struct Transition {
     values: HashMap<String, AttributeValue>,
 }
 
+/// What a transition records the send as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spent {
+    /// One attempt: a claimed row keeps the one its claim counted, a fresh
+    /// row gets `attempts = 1`.
+    Attempt,
+    /// A wait, not an attempt: a claimed row gets its claim's attempt back,
+    /// and `waits` counts one more.
+    Wait,
+    /// Nothing was sent: a claimed row gets its claim's attempt back.
+    Nothing,
+}
+
 impl Transition {
-    /// The condition and the bookkeeping every transition of `holder` carries.
-    fn new(id: &str, holder: Holder<'_>, set: &str, remove: &[&str]) -> Transition {
+    /// The condition and the bookkeeping every transition of `holder`
+    /// carries, with `spent` written as that enum says.
+    fn new(id: &str, holder: Holder<'_>, set: &str, remove: &[&str], spent: Spent) -> Transition {
         let mut values = HashMap::new();
         let mut set = set.to_string();
         let mut remove = remove.to_vec();
+        let mut add = Vec::new();
         let condition = match holder {
             Holder::Lease(owner) => {
                 values.insert(":held_status".to_string(), s(Status::InFlight.as_str()));
                 values.insert(":me".to_string(), s(owner));
                 remove.extend(["lease_owner", "lease_until"]);
+                if spent != Spent::Attempt {
+                    values.insert(":minus_one".to_string(), n(-1));
+                    add.push("attempts :minus_one");
+                }
                 "#status = :held_status AND lease_owner = :me"
             }
             Holder::Fresh => {
                 values.insert(":held_status".to_string(), s(Status::Pending.as_str()));
                 values.insert(":zero".to_string(), n(0));
-                values.insert(":one".to_string(), n(1));
-                set.push_str(", attempts = :one");
-                "#status = :held_status AND attempts = :zero"
+                if spent == Spent::Attempt {
+                    values.insert(":one".to_string(), n(1));
+                    set.push_str(", attempts = :one");
+                }
+                "#status = :held_status AND attempts = :zero \
+                 AND (attribute_not_exists(waits) OR waits = :zero)"
             }
         };
+        if spent == Spent::Wait {
+            values.insert(":one_wait".to_string(), n(1));
+            add.push("waits :one_wait");
+        }
         let mut update = format!("SET {set}");
         if !remove.is_empty() {
             update.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        if !add.is_empty() {
+            update.push_str(&format!(" ADD {}", add.join(", ")));
         }
         Transition {
             id: id.to_string(),
@@ -634,7 +719,7 @@ impl Transition {
         if expires_at.is_some() {
             set.push_str(", expires_at = :expires_at");
         }
-        let mut t = Transition::new(id, holder, &set, &["due_shard", "due_at"]);
+        let mut t = Transition::new(id, holder, &set, &["due_shard", "due_at"], Spent::Attempt);
         t.values
             .extend(expires_at.map(|e| (":expires_at".to_string(), n(e))));
         t.values.extend([
@@ -648,12 +733,15 @@ impl Transition {
         t
     }
 
-    fn retry(id: &str, holder: Holder<'_>, error: &str, due_at: i64) -> Transition {
+    /// Back to PENDING, due at `due_at`: after a fault of the message
+    /// (`Spent::Attempt`) or while the cluster is at fault (`Spent::Wait`).
+    fn retry(id: &str, holder: Holder<'_>, error: &str, due_at: i64, spent: Spent) -> Transition {
         let mut t = Transition::new(
             id,
             holder,
             "#status = :pending, last_error = :error, due_at = :due",
             &[],
+            spent,
         );
         t.values.extend([
             (":pending".to_string(), s(Status::Pending.as_str())),
@@ -663,12 +751,14 @@ impl Transition {
         t
     }
 
-    fn failed(id: &str, holder: Holder<'_>, error: &str) -> Transition {
+    /// FAILED with `error`, out of the due index.
+    fn failed(id: &str, holder: Holder<'_>, error: &str, spent: Spent) -> Transition {
         let mut t = Transition::new(
             id,
             holder,
             "#status = :failed, last_error = :error",
             &["due_shard", "due_at"],
+            spent,
         );
         t.values.extend([
             (":failed".to_string(), s(Status::Failed.as_str())),

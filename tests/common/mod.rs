@@ -4,6 +4,8 @@
 //! the `rdkafka` crate: not the project's Kafka code).
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -166,6 +168,16 @@ pub struct Record {
 }
 
 pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> {
+    read_partitions(bootstrap, topic, PARTITIONS, expected)
+}
+
+/// [`read_topic`] for a topic of `partitions` partitions.
+pub fn read_partitions(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
@@ -174,7 +186,7 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> 
         .create()
         .expect("rdkafka consumer");
     let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         assignment
             .add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();

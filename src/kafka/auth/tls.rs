@@ -13,15 +13,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use samsa::prelude::{encode::ToByte, BrokerAddress, BrokerConnection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, pki_types::ServerName, RootCertStore};
 use tokio_rustls::{client::TlsStream, TlsConnector};
 
-/// The largest response frame we accept. A plaintext client reading a TLS
-/// port (or the reverse) sees a nonsense length; this turns it into an error
-/// instead of an allocation of hundreds of megabytes.
-const MAX_FRAME_BYTES: u32 = 128 * 1024 * 1024;
+use crate::kafka::connection;
 
 /// TLS client settings, built once and shared by every connection.
 #[derive(Clone, Debug)]
@@ -92,31 +88,18 @@ pub struct TlsConnection {
 }
 
 impl TlsConnection {
+    /// Writes one request frame (see [`connection::write_frame`]).
     pub(crate) async fn write_frame<R: ToByte + Sync + Send>(
         &mut self,
         request: &R,
     ) -> io::Result<()> {
-        let mut buffer = vec![0u8; 4];
-        request
-            .encode(&mut buffer)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
-        let size = (buffer.len() - 4) as u32;
-        buffer[..4].copy_from_slice(&size.to_be_bytes());
-        self.stream.write_all(&buffer).await?;
-        self.stream.flush().await
+        connection::write_frame(&mut self.stream, request).await
     }
 
+    /// Reads one response frame, its length capped at
+    /// [`connection::MAX_FRAME_BYTES`] (see [`connection::read_frame`]).
     pub(crate) async fn read_frame(&mut self) -> io::Result<BytesMut> {
-        let length = self.stream.read_u32().await?;
-        if length > MAX_FRAME_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("a response frame of {length} bytes: not a Kafka TLS listener?"),
-            ));
-        }
-        let mut buffer = BytesMut::zeroed(length as usize);
-        self.stream.read_exact(&mut buffer).await?;
-        Ok(buffer)
+        connection::read_frame(&mut self.stream).await
     }
 }
 
