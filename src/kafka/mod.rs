@@ -21,7 +21,7 @@ pub mod varint;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use samsa::prelude::protocol::{
@@ -229,13 +229,26 @@ impl Producer {
     /// under the broker's batch size limit), so they get consecutive offsets
     /// in the order given; all partitions led by one broker share a request.
     pub async fn send(&self, messages: &[Message]) -> Vec<Result<Delivery, KafkaError>> {
+        self.send_before(messages, None).await
+    }
+
+    /// [`Producer::send`], answered by `deadline` when there is one: the
+    /// broker is asked to answer before it (the produce request's timeout),
+    /// and a metadata fetch, dial or request still unanswered then is given
+    /// up, its messages failing with a retriable [`KafkaError::Io`]. Answers
+    /// that came before the deadline are kept.
+    pub async fn send_before(
+        &self,
+        messages: &[Message],
+        deadline: Option<Instant>,
+    ) -> Vec<Result<Delivery, KafkaError>> {
         let mut results: Vec<Option<Result<Delivery, KafkaError>>> = vec![None; messages.len()];
-        match self.cluster().await {
+        match before(deadline, self.cluster()).await {
             Err(e) => return messages.iter().map(|_| Err(e.clone())).collect(),
             Ok(cluster) => {
                 let rounds = plan(messages, cluster.leaders.len() as i32, self.max_batch_bytes);
                 for round in rounds {
-                    self.send_round(&cluster, messages, &round, &mut results)
+                    self.send_round(&cluster, messages, &round, &mut results, deadline)
                         .await;
                 }
             }
@@ -255,6 +268,7 @@ impl Producer {
         messages: &[Message],
         round: &[(i32, Vec<usize>)],
         results: &mut [Option<Result<Delivery, KafkaError>>],
+        deadline: Option<Instant>,
     ) {
         let mut by_broker: HashMap<i32, Vec<&(i32, Vec<usize>)>> = HashMap::new();
         for batch in round {
@@ -264,7 +278,11 @@ impl Producer {
                 .push(batch);
         }
         let requests = by_broker.into_iter().map(|(broker, batches)| async move {
-            let outcome = self.produce_to(cluster, broker, messages, &batches).await;
+            let outcome = before(
+                deadline,
+                self.produce_to(cluster, broker, messages, &batches, deadline),
+            )
+            .await;
             (batches, outcome)
         });
         let mut refresh = false;
@@ -307,6 +325,7 @@ impl Producer {
         broker: i32,
         messages: &[Message],
         batches: &[&(i32, Vec<usize>)],
+        deadline: Option<Instant>,
     ) -> Result<(ProduceResponse, i64), KafkaError> {
         let pool = self.pool(broker).await;
         let address = || {
@@ -334,7 +353,10 @@ impl Producer {
             correlation_id: 0,
             client_id: CLIENT_ID,
             acks: ACKS_ALL,
-            timeout_ms: PRODUCE_TIMEOUT_MS,
+            timeout_ms: deadline.map_or(PRODUCE_TIMEOUT_MS, |d| {
+                let left = d.saturating_duration_since(Instant::now()).as_millis();
+                left.min(PRODUCE_TIMEOUT_MS as u128) as i32
+            }),
             topic: &self.topic,
             timestamp,
             partitions,
@@ -419,6 +441,20 @@ async fn with_timeout<T>(
     tokio::time::timeout(REQUEST_TIMEOUT, call)
         .await
         .map_err(|_| KafkaError::Io(format!("no answer within {REQUEST_TIMEOUT:?}")))?
+}
+
+/// `call`, given up at `deadline` (if any) with a retriable error. What it
+/// held is dropped: a connection mid-request is never reused (see [`pool`]).
+async fn before<T>(
+    deadline: Option<Instant>,
+    call: impl std::future::Future<Output = Result<T, KafkaError>>,
+) -> Result<T, KafkaError> {
+    match deadline {
+        None => call.await,
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
+            .await
+            .map_err(|_| KafkaError::Io("no answer before the invocation's deadline".into()))?,
+    }
 }
 
 fn cluster_from(response: MetadataResponse, topic: &str) -> Result<Cluster, KafkaError> {

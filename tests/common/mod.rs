@@ -130,6 +130,82 @@ impl TestEnv {
     }
 }
 
+/// A tansu of the test's own (own directory and port, the stack's binary),
+/// for what the shared broker must not go through: deleting a topic under
+/// a producer disturbs every client of the broker (librdkafka crashed on
+/// the metadata of a topic deleted meanwhile). Killed when dropped.
+pub struct OwnBroker {
+    pub bootstrap: String,
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl OwnBroker {
+    pub async fn start(stack: &StackConfig) -> OwnBroker {
+        let port = local::free_port().expect("a free port");
+        let bootstrap = format!("127.0.0.1:{port}");
+        let dir = std::env::temp_dir().join(format!("own-broker-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = stack.home.join("tansu-0.6.0/bin/tansu");
+        let child = std::process::Command::new(&bin)
+            .arg("broker")
+            .args(["--listener-url", &format!("tcp://{bootstrap}")])
+            .args(["--advertised-listener-url", &format!("tcp://{bootstrap}")])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&dir)
+            .env("RUST_LOG", "warn")
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("CLUSTER_ID")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(&bootstrap).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        OwnBroker {
+            bootstrap,
+            bin,
+            dir,
+            child,
+        }
+    }
+
+    /// `tansu topic ARGS` against this broker (`create NAME --partitions N`,
+    /// `delete NAME`).
+    pub fn topic(&self, args: &[&str]) {
+        let out = std::process::Command::new(&self.bin)
+            .arg("topic")
+            .args(args)
+            .args(["--broker", &format!("tcp://{}", self.bootstrap)])
+            .current_dir(&self.dir)
+            .output()
+            .expect("tansu cli runs");
+        assert!(
+            out.status.success(),
+            "tansu topic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Saves the demo's sample participants numbered `numbers` into `table`;
 /// returns their ids.
 pub async fn save_participants(
@@ -166,6 +242,16 @@ pub struct Record {
 }
 
 pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> {
+    read_partitions(bootstrap, topic, PARTITIONS, expected)
+}
+
+/// [`read_topic`] for a topic of `partitions` partitions (not [`PARTITIONS`]).
+pub fn read_partitions(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
@@ -174,7 +260,7 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> 
         .create()
         .expect("rdkafka consumer");
     let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         assignment
             .add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
