@@ -359,10 +359,17 @@ impl Relay {
             }
         }
         self.mark_delivered(&acked, holder, &mut pass).await;
-        for (row, error) in unsent {
+        // The failed sends' marks, all at once: a batch whose send was cut
+        // off by the deadline has to be put back inside the margin.
+        let failures = unsent.into_iter().map(|(row, error)| async move {
+            let mut report = RelayReport::default();
             let written = self
-                .after_send_failure(row, holder, error, &mut pass.report)
+                .after_send_failure(row, holder, error, &mut report)
                 .await;
+            (row, report, written)
+        });
+        for (row, report, written) in futures::future::join_all(failures).await {
+            pass.report += report;
             pass.outcome(row, written);
         }
         pass
