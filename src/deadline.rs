@@ -57,6 +57,14 @@ impl Budget {
             .is_none_or(|until| Instant::now() + needs <= until)
     }
 
+    /// When work of at most `needs`, started now, must be over: after
+    /// `needs`, or at [`work_until`](Self::work_until) if that comes first
+    /// (`None`: no limit).
+    pub fn end_of(&self, needs: Duration) -> Option<Instant> {
+        self.work_until()
+            .map(|until| until.min(Instant::now() + needs))
+    }
+
     /// Time left until the deadline itself (`None`: no limit): what the
     /// writes kept for last may use.
     pub fn left(&self) -> Option<Duration> {
@@ -80,6 +88,13 @@ mod tests {
             "it would eat the margin"
         );
         assert!(budget.left().unwrap() <= Duration::from_secs(30));
+        let end = budget.end_of(Duration::from_secs(5)).unwrap();
+        assert!(end <= Instant::now() + Duration::from_secs(5));
+        assert_eq!(
+            budget.end_of(Duration::from_secs(60)),
+            budget.work_until(),
+            "never past the margin"
+        );
 
         let spent = Budget::new(Instant::now(), Duration::from_secs(3));
         assert!(!spent.allows(Duration::ZERO));
@@ -90,6 +105,7 @@ mod tests {
             (Budget::UNLIMITED.work_until(), Budget::UNLIMITED.left()),
             (None, None)
         );
+        assert_eq!(Budget::UNLIMITED.end_of(Duration::from_secs(1)), None);
     }
 
     #[test]

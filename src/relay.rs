@@ -180,13 +180,14 @@ impl Relay {
     /// time left (the rest is the metrics line's).
     async fn count_left(&self, budget: Budget, pass: &mut Pass) {
         let time = budget.left().unwrap_or_default() / 2;
-        let counted =
-            tokio::time::timeout(time, self.outbox.count_due(OffsetDateTime::now_utc())).await;
-        match counted.unwrap_or_else(|_| {
-            Err(StoreError::Transient(
+        let count = self.outbox.count_due(OffsetDateTime::now_utc());
+        let counted = match tokio::time::timeout(time, count).await {
+            Ok(counted) => counted,
+            Err(_) => Err(StoreError::Transient(
                 "rows left due not counted before the deadline".into(),
-            ))
-        }) {
+            )),
+        };
+        match counted {
             Ok(left) => {
                 tracing::info!(left_due = left, "deadline near: the sweep stops here");
                 pass.report.left_due = left;
@@ -213,9 +214,7 @@ impl Relay {
             }
             Err(error) => {
                 tracing::error!(rows = ids.len(), %error, "claim failed; rows claimed are due again when their lease ends");
-                let mut pass = Pass::default();
-                pass.error(error);
-                pass
+                Pass::failed(error)
             }
         }
     }
@@ -257,9 +256,7 @@ impl Relay {
             Ok(still_new) => still_new,
             Err(error) => {
                 tracing::error!(rows = ids.len(), %error, "new rows' state not read; the sweep takes them");
-                let mut pass = Pass::default();
-                pass.error(error);
-                return pass.finish();
+                return Pass::failed(error).finish();
             }
         };
         let fresh: Vec<OutboxRow> = rows
@@ -316,8 +313,9 @@ impl Relay {
     /// whose payload cannot be read becomes FAILED first (sending it again
     /// cannot help) and the others are sent; then the DELIVERED marks are
     /// written, then the failed sends' retry or FAILED marks. Errors are
-    /// counted in the pass, never returned early. The send is given up when
-    /// `budget` has only its margin left.
+    /// counted in the pass, never returned early. Under a deadline the send
+    /// is given up after `RELAY_SEND_TIMEOUT_MS`, or when `budget` has only
+    /// its margin left.
     async fn deliver(&self, rows: &[OutboxRow], holder: Holder<'_>, budget: Budget) -> Pass {
         let mut pass = Pass::default();
         pass.report.claimed = rows.len();
@@ -344,10 +342,8 @@ impl Relay {
         if messages.is_empty() {
             return pass;
         }
-        let results = self
-            .producer
-            .send_before(&messages, budget.work_until())
-            .await;
+        let send_by = budget.end_of(self.config.relay_send_timeout());
+        let results = self.producer.send_before(&messages, send_by).await;
         failpoint("after_ack").await;
 
         let mut acked = Vec::new();
@@ -497,6 +493,13 @@ impl Pass {
     fn left(rows: usize) -> Pass {
         let mut pass = Pass::default();
         pass.report.left_due = rows;
+        pass
+    }
+
+    /// A pass that did nothing but meet `error` (the caller logs it).
+    fn failed(error: StoreError) -> Pass {
+        let mut pass = Pass::default();
+        pass.error(error);
         pass
     }
 
