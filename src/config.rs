@@ -57,6 +57,18 @@ pub struct Config {
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 100)]
     pub relay_batch_size: usize,
 
+    /// Milliseconds kept back at the end of a Lambda invocation: no batch is
+    /// started inside them, so the last batch's marks, the metrics line and
+    /// the stream handler's answer are written before the function's timeout.
+    #[arg(long, env = "DEADLINE_MARGIN_MS", default_value_t = 3_000)]
+    pub deadline_margin_ms: u64,
+
+    /// Longest a relay batch's send may take inside a Lambda invocation, in
+    /// milliseconds (dial, request, the broker's acks=all wait): a batch is
+    /// started only while this much is left before the margin.
+    #[arg(long, env = "RELAY_SEND_TIMEOUT_MS", default_value_t = 10_000)]
+    pub relay_send_timeout_ms: u64,
+
     /// Largest participant JSON accepted, in bytes; larger images are REJECTED
     /// (Kafka's default message.max.bytes is 1 MB; keep room for key and headers).
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 900_000)]
@@ -147,6 +159,16 @@ impl Config {
 
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_seconds)
+    }
+
+    /// [`deadline_margin_ms`](Self::deadline_margin_ms) as a duration.
+    pub fn deadline_margin(&self) -> Duration {
+        Duration::from_millis(self.deadline_margin_ms)
+    }
+
+    /// [`relay_send_timeout_ms`](Self::relay_send_timeout_ms) as a duration.
+    pub fn relay_send_timeout(&self) -> Duration {
+        Duration::from_millis(self.relay_send_timeout_ms)
     }
 }
 

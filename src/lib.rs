@@ -12,12 +12,14 @@
 //! [`register`] is the entry point that saves participants (the HTTP API's
 //! Lambda and the CLI); [`participant`] maps a stream image to the JSON the
 //! compliance team receives; [`metrics`] is the relay's CloudWatch output;
+//! [`deadline`] keeps each Lambda invocation inside its time;
 //! [`migrate`] owns the table definitions; [`pipeline`] runs the whole path
 //! locally, where [`local`] provides DynamoDB Local and the broker.
 
 pub mod audit;
 pub mod bench;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod failpoint;
 pub mod kafka;

@@ -11,6 +11,8 @@
 //! |---|---|---|
 //! | `Claimed`, `Delivered`, `Retrying`, `LostLease` | Count | rows this invocation claimed, sent, put back for a retry, lost to another relay |
 //! | `Failed` | Count | rows this invocation made FAILED |
+//! | `Errors` | Count | errors the invocation carried on past (a claim or mark DynamoDB refused or did not answer); the invocation then ends in an error |
+//! | `LeftDue` | Count | rows left due because the invocation's deadline came first (the next invocation takes them) |
 //! | `FailedRows` | Count | rows in FAILED now, until redriven (scheduled sweeps only; the FAILED alarm) |
 //! | `OldestPendingAgeSeconds` | Seconds | age (since `created_at`) of the oldest PENDING or IN_FLIGHT row; 0 when none waits (scheduled sweeps only; the age alarm) |
 //! | `MissingParticipants`, `DeliveredParticipants`, `PendingParticipants`, `FailedParticipants`, `RejectedParticipants`, `YoungParticipants` | Count | the scheduled `reconcile` Lambda's classes ([`reconcile_run`]; `MissingParticipants` is the missing-participants alarm's) |
@@ -156,7 +158,9 @@ pub fn relay_invocation(
         .metric("Delivered", "Count", count(report.delivered))
         .metric("Retrying", "Count", count(report.retrying))
         .metric("Failed", "Count", count(report.failed))
-        .metric("LostLease", "Count", count(report.lost_lease));
+        .metric("LostLease", "Count", count(report.lost_lease))
+        .metric("Errors", "Count", count(report.errors))
+        .metric("LeftDue", "Count", count(report.left_due));
     match backlog {
         None => emf,
         Some(b) => emf
@@ -200,6 +204,8 @@ mod tests {
             retrying: 1,
             failed: 1,
             lost_lease: 0,
+            errors: 2,
+            left_due: 40,
         };
         let backlog = Backlog {
             failed_rows: 2,
@@ -220,6 +226,8 @@ mod tests {
                             {"Name": "Retrying", "Unit": "Count"},
                             {"Name": "Failed", "Unit": "Count"},
                             {"Name": "LostLease", "Unit": "Count"},
+                            {"Name": "Errors", "Unit": "Count"},
+                            {"Name": "LeftDue", "Unit": "Count"},
                             {"Name": "FailedRows", "Unit": "Count"},
                             {"Name": "OldestPendingAgeSeconds", "Unit": "Seconds"},
                         ],
@@ -231,6 +239,8 @@ mod tests {
                 "Retrying": 1.0,
                 "Failed": 1.0,
                 "LostLease": 0.0,
+                "Errors": 2.0,
+                "LeftDue": 40.0,
                 "FailedRows": 2.0,
                 "OldestPendingAgeSeconds": 90.0,
             })
@@ -249,7 +259,7 @@ mod tests {
         let metrics = value["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .unwrap();
-        assert_eq!(metrics.len(), 5, "no backlog gauges without a backlog");
+        assert_eq!(metrics.len(), 7, "no backlog gauges without a backlog");
         for m in metrics {
             let name = m["Name"].as_str().unwrap();
             assert!(value[name].is_number(), "{name} has a numeric value");

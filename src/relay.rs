@@ -9,8 +9,16 @@
 //! leaves the row IN_FLIGHT; once its lease expires another sweep sends it
 //! again, with the same key and outbox id header: that is the one place a
 //! duplicate can come from (at-least-once).
+//!
+//! A pass never stops at one row or one batch: a row whose payload cannot be
+//! read becomes FAILED and the rest of its batch is sent; a write DynamoDB
+//! refuses is logged and counted, and the pass goes on; the errors are
+//! returned at its end ([`RelayError`], with everything the pass did). Inside
+//! a Lambda invocation a batch is started only while it can end before the
+//! invocation's deadline ([`crate::deadline`]).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::Event;
 use bytes::Bytes;
@@ -18,6 +26,7 @@ use futures::{stream, StreamExt};
 use time::OffsetDateTime;
 
 use crate::config::Config;
+use crate::deadline::Budget;
 use crate::failpoint::failpoint;
 use crate::kafka::{Delivery, KafkaError, Message, Producer};
 use crate::outbox::row::{after_failure, epoch_ms, AfterFailure};
@@ -29,6 +38,10 @@ use crate::outbox::{OutboxRow, OutboxStore, Status, StoreError, Written};
 /// never means unbounded requests (4 × 100 rows, as many produce requests
 /// as the producer lets in flight per broker).
 pub const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Batches in a row that met an error before a sweep gives up: DynamoDB
+/// itself is failing, and the next sweep tries again.
+pub const FAILED_BATCHES_BEFORE_GIVING_UP: usize = 3;
 
 /// The CloudEvents type of every message.
 pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
@@ -44,6 +57,18 @@ pub struct RelayReport {
     pub failed: usize,
     /// Rows whose lease was lost before the mark (another relay took them).
     pub lost_lease: usize,
+    /// Errors the pass carried on past (a claim, a mark or a read that
+    /// DynamoDB refused or did not answer), each logged where it happened.
+    /// Their rows are due again later: a row claimed, when its lease ends; a
+    /// new row, for the sweep.
+    #[serde(default)]
+    pub errors: usize,
+    /// Rows left due because the invocation's deadline came first: what a
+    /// sweep counted on the due index when it stopped for the deadline, and
+    /// the new rows of batches a stream invocation did not start (the sweep
+    /// takes them). 0 when the pass ran to its end.
+    #[serde(default)]
+    pub left_due: usize,
 }
 
 impl std::ops::AddAssign for RelayReport {
@@ -53,7 +78,19 @@ impl std::ops::AddAssign for RelayReport {
         self.retrying += other.retrying;
         self.failed += other.failed;
         self.lost_lease += other.lost_lease;
+        self.errors += other.errors;
+        self.left_due += other.left_due;
     }
+}
+
+/// A relay pass that met errors. It carried on past each one (each is
+/// logged where it happened): `report` counts everything it did, errors
+/// included, and `first` is the first of them.
+#[derive(Debug, thiserror::Error)]
+#[error("{} error(s) in a relay pass; the first: {first}", report.errors)]
+pub struct RelayError {
+    pub report: RelayReport,
+    pub first: StoreError,
 }
 
 pub struct Relay {
@@ -83,23 +120,81 @@ impl Relay {
     ///
     /// Rows another relay claimed first drop out of the due set (their
     /// `due_at` moves to the end of that relay's lease), so concurrent relays
-    /// share the work and each stops when nothing is left.
-    pub async fn sweep(&self) -> Result<RelayReport, StoreError> {
-        let mut total = RelayReport::default();
+    /// share the work and each stops when nothing is left. A batch that met
+    /// an error does not stop the sweep; [`FAILED_BATCHES_BEFORE_GIVING_UP`]
+    /// in a row do.
+    pub async fn sweep(&self) -> Result<RelayReport, RelayError> {
+        self.sweep_within(Budget::UNLIMITED).await
+    }
+
+    /// [`sweep`](Self::sweep) inside an invocation that ends at `deadline`:
+    /// a batch is claimed only while `RELAY_SEND_TIMEOUT_MS` plus
+    /// `DEADLINE_MARGIN_MS` are left, its send is given up when only the
+    /// margin is left, and the rows still due then are counted in
+    /// `left_due`. Its rows are marked before it returns, inside the margin.
+    pub async fn sweep_before(&self, deadline: Instant) -> Result<RelayReport, RelayError> {
+        self.sweep_within(self.budget(deadline)).await
+    }
+
+    async fn sweep_within(&self, budget: Budget) -> Result<RelayReport, RelayError> {
+        let mut pass = Pass::default();
+        let mut failed_in_a_row = 0;
         loop {
-            let ids = self
-                .outbox
-                .due_ids(OffsetDateTime::now_utc(), self.config.relay_batch_size)
-                .await?;
-            if ids.is_empty() {
-                return Ok(total);
+            if !budget.allows(self.config.relay_send_timeout()) {
+                self.count_left(budget, &mut pass).await;
+                break;
             }
-            let report = self.relay(&ids).await?;
-            total += report;
-            if report.claimed == 0 {
+            let now = OffsetDateTime::now_utc();
+            let ids = match self.outbox.due_ids(now, self.config.relay_batch_size).await {
+                Ok(ids) => ids,
+                Err(error) => {
+                    tracing::error!(%error, "due rows not read; the next sweep looks again");
+                    pass.error(error);
+                    break;
+                }
+            };
+            if ids.is_empty() {
+                break;
+            }
+            let batch = self.relay_within(&ids, budget).await;
+            let (claimed, failed) = (batch.report.claimed, batch.report.errors > 0);
+            pass += batch;
+            failed_in_a_row = if failed { failed_in_a_row + 1 } else { 0 };
+            if failed_in_a_row == FAILED_BATCHES_BEFORE_GIVING_UP {
+                tracing::error!(
+                    batches = failed_in_a_row,
+                    "sweep stopped: every batch fails; the next sweep tries again"
+                );
+                break;
+            }
+            if claimed == 0 {
                 // Claimed by someone else between our query and our claim
                 // (or an index not caught up yet): look again shortly.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        pass.finish()
+    }
+
+    /// Counts the rows a sweep leaves due at its deadline, within half the
+    /// time left (the rest is the metrics line's).
+    async fn count_left(&self, budget: Budget, pass: &mut Pass) {
+        let time = budget.left().unwrap_or_default() / 2;
+        let count = self.outbox.count_due(OffsetDateTime::now_utc());
+        let counted = match tokio::time::timeout(time, count).await {
+            Ok(counted) => counted,
+            Err(_) => Err(StoreError::Transient(
+                "rows left due not counted before the deadline".into(),
+            )),
+        };
+        match counted {
+            Ok(left) => {
+                tracing::info!(left_due = left, "deadline near: the sweep stops here");
+                pass.report.left_due = left;
+            }
+            Err(error) => {
+                tracing::error!(%error, "deadline near: the sweep stops here");
+                pass.error(error);
             }
         }
     }
@@ -108,43 +203,44 @@ impl Relay {
     /// `MAX_ATTEMPTS` earlier claims all ended without an outcome (every
     /// relay that took it crashed, timed out or was killed mid-send) is
     /// FAILED ("no outcome after N claims") instead of being sent again.
-    pub async fn relay(&self, ids: &[String]) -> Result<RelayReport, StoreError> {
+    pub async fn relay(&self, ids: &[String]) -> Result<RelayReport, RelayError> {
+        self.relay_within(ids, Budget::UNLIMITED).await.finish()
+    }
+
+    async fn relay_within(&self, ids: &[String], budget: Budget) -> Pass {
         let now = OffsetDateTime::now_utc();
         let lease_until = epoch_ms(now) + self.config.lease().as_millis() as i64;
-        let claimed = self
-            .outbox
-            .claim(ids, &self.owner, now, lease_until)
-            .await?;
+        let claimed = match self.outbox.claim(ids, &self.owner, now, lease_until).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(rows = ids.len(), %error, "claim failed; rows claimed are due again when their lease ends");
+                return Pass::failed(error);
+            }
+        };
         // A claim counts an attempt before the send: past the limit, the
         // earlier claims spent them all without an outcome.
         let (exhausted, rows): (Vec<OutboxRow>, Vec<OutboxRow>) = claimed
             .into_iter()
             .partition(|row| row.attempts > self.config.max_attempts);
-        let mut report = RelayReport::default();
-        let mut unwritten = None;
+        let mut pass = Pass::default();
         for row in &exhausted {
             let claims = row.attempts - 1;
             tracing::error!(outbox_id = %row.id, claims, "no outcome after as many claims as MAX_ATTEMPTS; row is FAILED, not sent");
-            report.claimed += 1;
-            match self
+            pass.report.claimed += 1;
+            let written = self
                 .outbox
                 .mark_no_outcome(&row.id, &self.owner, claims)
-                .await
-            {
-                Ok(Written::Yes) => report.failed += 1,
-                Ok(Written::ConditionFailed) => report.lost_lease += 1,
-                // The rest of the batch is sent all the same; the row is
-                // claimed again once its lease ends.
-                Err(error) => {
-                    unwritten.get_or_insert(error);
-                }
+                .await;
+            if matches!(written, Ok(Written::Yes)) {
+                pass.report.failed += 1;
             }
+            // An unwritten mark: the row is claimed again once its lease ends.
+            pass.outcome(row, written);
         }
-        report += self.deliver(&rows, Holder::Lease(&self.owner)).await?;
-        match unwritten {
-            Some(error) => Err(error),
-            None => Ok(report),
-        }
+        pass += self
+            .deliver(&rows, Holder::Lease(&self.owner), budget)
+            .await;
+        pass
     }
 
     /// Sends rows the outbox stream handed to this relay, without a claim:
@@ -152,33 +248,67 @@ impl Relay {
     /// to exactly one relay, and the sweep leaves new rows alone for
     /// `SWEEP_DELAY_SECONDS`. That saves one write per participant. Stream
     /// images can be old (a redelivered batch, a replayed shard), so the rows'
-    /// current state is read first and only rows still new are sent.
-    pub async fn relay_new(&self, rows: Vec<OutboxRow>) -> Result<RelayReport, StoreError> {
+    /// current state is read first and only rows still new are sent. Every
+    /// batch runs to its end, errors or not.
+    pub async fn relay_new(&self, rows: Vec<OutboxRow>) -> Result<RelayReport, RelayError> {
+        self.relay_new_within(rows, Budget::UNLIMITED).await
+    }
+
+    /// [`relay_new`](Self::relay_new) inside an invocation that ends at
+    /// `deadline`: a batch is started only while `RELAY_SEND_TIMEOUT_MS`
+    /// plus `DEADLINE_MARGIN_MS` are left, and the rows of batches not
+    /// started are counted in `left_due`. They stay new, for the sweep.
+    pub async fn relay_new_before(
+        &self,
+        rows: Vec<OutboxRow>,
+        deadline: Instant,
+    ) -> Result<RelayReport, RelayError> {
+        self.relay_new_within(rows, self.budget(deadline)).await
+    }
+
+    async fn relay_new_within(
+        &self,
+        rows: Vec<OutboxRow>,
+        budget: Budget,
+    ) -> Result<RelayReport, RelayError> {
         let ids: Vec<&str> = rows
             .iter()
             .filter(|r| r.status == Status::Pending)
             .map(|r| r.id.as_str())
             .collect();
-        let still_new = self.outbox.still_new(&ids).await?;
+        let still_new = match self.outbox.still_new(&ids).await {
+            Ok(still_new) => still_new,
+            Err(error) => {
+                tracing::error!(rows = ids.len(), %error, "new rows' state not read; the sweep takes them");
+                return Pass::failed(error).finish();
+            }
+        };
         let fresh: Vec<OutboxRow> = rows
             .into_iter()
             .filter(|r| still_new.contains(&r.id))
             .collect();
+        let send_timeout = self.config.relay_send_timeout();
         let batches: Vec<_> = fresh
             .chunks(self.config.relay_batch_size.max(1))
-            .map(|batch| self.deliver(batch, Holder::Fresh))
+            .map(|batch| async move {
+                if budget.allows(send_timeout) {
+                    self.deliver(batch, Holder::Fresh, budget).await
+                } else {
+                    Pass::left(batch.len())
+                }
+            })
             .collect();
-        // Every batch runs to its end before an error is returned: a batch
-        // dropped between its send and its marks would only make duplicates.
-        let outcomes: Vec<_> = stream::iter(batches)
+        // Every batch runs to its end: a batch dropped between its send and
+        // its marks would only make duplicates.
+        let passes: Vec<Pass> = stream::iter(batches)
             .buffer_unordered(BATCHES_IN_FLIGHT)
             .collect()
             .await;
-        let mut report = RelayReport::default();
-        for outcome in outcomes {
-            report += outcome?;
+        let mut pass = Pass::default();
+        for batch in passes {
+            pass += batch;
         }
-        Ok(report)
+        pass.finish()
     }
 
     /// The new rows in a batch of the outbox table's stream (its INSERT
@@ -198,18 +328,23 @@ impl Relay {
             .collect()
     }
 
-    /// Produces the rows in one batch and writes each outcome back.
-    async fn deliver(
-        &self,
-        rows: &[OutboxRow],
-        holder: Holder<'_>,
-    ) -> Result<RelayReport, StoreError> {
-        let mut report = RelayReport {
-            claimed: rows.len(),
-            ..RelayReport::default()
-        };
+    fn budget(&self, deadline: Instant) -> Budget {
+        Budget::new(deadline, self.config.deadline_margin())
+    }
+
+    /// Produces the rows in one batch and writes each outcome back, with
+    /// nothing between the send and the marks that can stop them: a row
+    /// whose payload cannot be read becomes FAILED first (sending it again
+    /// cannot help) and the others are sent; then the DELIVERED marks are
+    /// written, then the failed sends' retry or FAILED marks. Errors are
+    /// counted in the pass, never returned early. Under a deadline the send
+    /// is given up after `RELAY_SEND_TIMEOUT_MS`, or when `budget` has only
+    /// its margin left.
+    async fn deliver(&self, rows: &[OutboxRow], holder: Holder<'_>, budget: Budget) -> Pass {
+        let mut pass = Pass::default();
+        pass.report.claimed = rows.len();
         if rows.is_empty() {
-            return Ok(report);
+            return pass;
         }
         tracing::debug!(
             rows = rows.len(),
@@ -217,30 +352,82 @@ impl Relay {
             "delivering a batch"
         );
         failpoint("after_claim").await;
-        let messages: Vec<Message> = rows
-            .iter()
-            .map(|row| self.message(row))
-            .collect::<Result<_, _>>()
-            .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
-        let results = self.producer.send(&messages).await;
-        failpoint("after_ack").await;
-
-        let mut marks = Vec::new();
-        let mut written = Vec::new();
-        for (row, result) in rows.iter().zip(&results) {
-            match result {
-                Ok(delivery) => {
-                    self.log_send_response(row, delivery);
-                    marks.push((row.id.as_str(), delivery));
+        let mut sendable = Vec::with_capacity(rows.len());
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            match self.message(row) {
+                Ok(message) => {
+                    sendable.push(row);
+                    messages.push(message);
                 }
-                Err(error) => written.push((
-                    row,
-                    self.after_send_failure(row, holder, error, &mut report)
-                        .await?,
-                )),
+                Err(error) => self.fail_corrupt(row, holder, &error, &mut pass).await,
             }
         }
-        report.delivered = marks.len();
+        if messages.is_empty() {
+            return pass;
+        }
+        let send_by = budget.end_of(self.config.relay_send_timeout());
+        let results = self.producer.send_before(&messages, send_by).await;
+        failpoint("after_ack").await;
+
+        let mut acked = Vec::new();
+        let mut unsent = Vec::new();
+        for (row, result) in sendable.into_iter().zip(&results) {
+            match result {
+                Ok(delivery) => acked.push((row, delivery)),
+                Err(error) => unsent.push((row, error)),
+            }
+        }
+        self.mark_delivered(&acked, holder, &mut pass).await;
+        // The failed sends' marks, all at once: a batch whose send was cut
+        // off by the deadline has to be put back inside the margin.
+        let failures = unsent.into_iter().map(|(row, error)| async move {
+            let mut report = RelayReport::default();
+            let written = self
+                .after_send_failure(row, holder, error, &mut report)
+                .await;
+            (row, report, written)
+        });
+        for (row, report, written) in futures::future::join_all(failures).await {
+            pass.report += report;
+            pass.outcome(row, written);
+        }
+        pass
+    }
+
+    /// A row whose payload cannot be read becomes FAILED now, with the
+    /// reason (`corrupt payload: …`): no send can fix it, and it must not
+    /// hold up the rest of its batch.
+    async fn fail_corrupt(
+        &self,
+        row: &OutboxRow,
+        holder: Holder<'_>,
+        error: &std::io::Error,
+        pass: &mut Pass,
+    ) {
+        let reason = format!("corrupt payload: {error}");
+        tracing::error!(outbox_id = %row.id, error = %reason, "outbox row unreadable; row is FAILED");
+        pass.report.failed += 1;
+        let written = self.outbox.mark_failed(&row.id, holder, &reason).await;
+        pass.outcome(row, written);
+    }
+
+    /// Logs each acknowledged row's send response and marks the rows
+    /// DELIVERED with it.
+    async fn mark_delivered(
+        &self,
+        acked: &[(&OutboxRow, &Delivery)],
+        holder: Holder<'_>,
+        pass: &mut Pass,
+    ) {
+        for (row, delivery) in acked {
+            self.log_send_response(row, delivery);
+        }
+        pass.report.delivered += acked.len();
+        let marks: Vec<(&str, &Delivery)> = acked
+            .iter()
+            .map(|(row, delivery)| (row.id.as_str(), *delivery))
+            .collect();
         let now = OffsetDateTime::now_utc();
         let expires_at = self
             .config
@@ -250,22 +437,9 @@ impl Relay {
             .outbox
             .mark_delivered_all(&marks, holder, now, expires_at, || failpoint("during_mark"))
             .await;
-        let delivered_rows = rows
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_ok())
-            .map(|(row, _)| row);
-        for (row, result) in delivered_rows.zip(marked) {
-            written.push((row, result?));
+        for ((row, _), written) in acked.iter().zip(marked) {
+            pass.outcome(row, written);
         }
-        for (row, _) in written
-            .iter()
-            .filter(|(_, w)| *w == Written::ConditionFailed)
-        {
-            tracing::warn!(outbox_id = %row.id, "row changed hands before it was marked; the other relay will send it");
-            report.lost_lease += 1;
-        }
-        Ok(report)
     }
 
     fn message(&self, row: &OutboxRow) -> std::io::Result<Message> {
@@ -338,6 +512,71 @@ impl Relay {
                 report.failed += 1;
                 self.outbox.mark_failed(&row.id, holder, &text).await
             }
+        }
+    }
+}
+
+/// A relay pass in progress: its report, and the first error it carried on
+/// past.
+#[derive(Debug, Default)]
+struct Pass {
+    report: RelayReport,
+    first_error: Option<StoreError>,
+}
+
+impl Pass {
+    /// A batch not started for lack of time: its rows are left due.
+    fn left(rows: usize) -> Pass {
+        let mut pass = Pass::default();
+        pass.report.left_due = rows;
+        pass
+    }
+
+    /// A pass that did nothing but meet `error` (the caller logs it).
+    fn failed(error: StoreError) -> Pass {
+        let mut pass = Pass::default();
+        pass.error(error);
+        pass
+    }
+
+    /// Counts an error the pass goes on past (the caller logs it).
+    fn error(&mut self, error: StoreError) {
+        self.report.errors += 1;
+        self.first_error.get_or_insert(error);
+    }
+
+    /// Counts what became of one row's state change: written, taken over
+    /// by another relay, or an error.
+    fn outcome(&mut self, row: &OutboxRow, written: Result<Written, StoreError>) {
+        match written {
+            Ok(Written::Yes) => {}
+            Ok(Written::ConditionFailed) => {
+                tracing::warn!(outbox_id = %row.id, "row changed hands before it was marked; the other relay will send it");
+                self.report.lost_lease += 1;
+            }
+            Err(error) => {
+                tracing::error!(outbox_id = %row.id, %error, "outbox row not marked; it is due again later");
+                self.error(error);
+            }
+        }
+    }
+
+    fn finish(self) -> Result<RelayReport, RelayError> {
+        match self.first_error {
+            None => Ok(self.report),
+            Some(first) => Err(RelayError {
+                report: self.report,
+                first,
+            }),
+        }
+    }
+}
+
+impl std::ops::AddAssign for Pass {
+    fn add_assign(&mut self, other: Pass) {
+        self.report += other.report;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
         }
     }
 }

@@ -5,7 +5,9 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::Event;
 use raffle_outbox::kafka::Producer;
@@ -176,4 +178,63 @@ async fn unwritable_records_are_reported_per_record() {
         failed,
         vec![Some("200".to_string()), Some("201".to_string())]
     );
+}
+
+/// Inside a Lambda invocation the handler answers before its deadline, with
+/// every record it has not stored among the failures: a record is stored or
+/// reported, never dropped, and delivering the reported records again (as
+/// the event source mapping does) stores each record once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_handler_answers_before_its_deadline_with_what_it_did_not_store() {
+    const RECORDS: usize = 1_000;
+    let mut env = common::env().await;
+    env.config.deadline_margin_ms = 300;
+    let records: Vec<serde_json::Value> = (0..RECORDS)
+        .map(|i| {
+            let image = json!({"id": {"S": format!("p-{i}")}, "tickets": {"N": "1"}});
+            record(&format!("ev-{i}"), &format!("{i:021}"), "INSERT", image)
+        })
+        .collect();
+    let handler = StreamHandler::new(env.outbox.clone(), &env.config);
+
+    let deadline = Instant::now() + Duration::from_millis(600);
+    // What the Lambda runtime does at the deadline: the invocation is gone.
+    let response = tokio::time::timeout_at(
+        deadline.into(),
+        handler.handle_before(&batch(records.clone()), deadline),
+    )
+    .await
+    .expect("the handler answered before its deadline");
+    let reported: HashSet<String> = response
+        .batch_item_failures
+        .into_iter()
+        .filter_map(|f| f.item_identifier)
+        .collect();
+    let stored: HashSet<String> = env
+        .rows()
+        .await
+        .into_iter()
+        .filter_map(|r| r.source_sequence_number)
+        .collect();
+    let sequence_number = |r: &serde_json::Value| {
+        r["dynamodb"]["SequenceNumber"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for record in &records {
+        let seq = sequence_number(record);
+        assert!(
+            stored.contains(&seq) || reported.contains(&seq),
+            "record {seq} neither stored nor reported"
+        );
+    }
+
+    let again: Vec<serde_json::Value> = records
+        .into_iter()
+        .filter(|r| reported.contains(&sequence_number(r)))
+        .collect();
+    let response = handler.handle(&batch(again)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(env.rows().await.len(), RECORDS, "one row per record");
 }

@@ -1,6 +1,8 @@
 //! The `stream-handler` Lambda: participants table stream → outbox rows.
 //! Partial batch responses (`ReportBatchItemFailures`) must be enabled on the
-//! event source mapping; see `template.yaml`.
+//! event source mapping; see `template.yaml`. The handler answers before the
+//! invocation's deadline, with the records it did not store among the
+//! failures (`raffle_outbox::deadline`).
 
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
@@ -8,7 +10,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use raffle_outbox::config::aws_clients;
 use raffle_outbox::outbox::OutboxStore;
 use raffle_outbox::stream::StreamHandler;
-use raffle_outbox::{telemetry, Config};
+use raffle_outbox::{deadline, telemetry, Config};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,7 +20,8 @@ async fn main() -> Result<(), Error> {
     let handler = StreamHandler::new(OutboxStore::new(dynamodb, &config.outbox_table), &config);
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<DynamoDbEventResponse, Error>(handler.handle(&event.payload).await)
+        let deadline = deadline::from_epoch_ms(event.context.deadline);
+        Ok::<DynamoDbEventResponse, Error>(handler.handle_before(&event.payload, deadline).await)
     }))
     .await
 }

@@ -355,15 +355,28 @@ impl Producer {
     /// more than one message, each is sent again alone, so each gets an
     /// answer of its own and one bad message costs the others nothing.
     pub async fn send(&self, messages: &[Message]) -> Vec<Result<Delivery, KafkaError>> {
+        self.send_before(messages, None).await
+    }
+
+    /// [`Producer::send`], answered by `deadline` when there is one: the
+    /// broker is asked to answer before it (the produce request's timeout),
+    /// and a metadata fetch, dial or request still unanswered then is given
+    /// up, its messages failing with a retriable [`KafkaError::Io`]. Answers
+    /// that came before the deadline are kept.
+    pub async fn send_before(
+        &self,
+        messages: &[Message],
+        deadline: Option<Instant>,
+    ) -> Vec<Result<Delivery, KafkaError>> {
         let mut results: Vec<Option<Result<Delivery, KafkaError>>> = vec![None; messages.len()];
-        match self.cluster().await {
+        match before(deadline, self.cluster()).await {
             Err(e) => return messages.iter().map(|_| Err(e.clone())).collect(),
             Ok(cluster) => {
                 let all: Vec<usize> = (0..messages.len()).collect();
                 let mut refused_together = Vec::new();
                 for round in plan(messages, &all, cluster.partitions(), self.max_batch_bytes) {
                     refused_together.extend(
-                        self.send_round(&cluster, messages, &round, &mut results)
+                        self.send_round(&cluster, messages, &round, &mut results, deadline)
                             .await,
                     );
                 }
@@ -375,7 +388,7 @@ impl Producer {
                     );
                     refused_together.sort_unstable();
                     for round in plan(messages, &refused_together, cluster.partitions(), 0) {
-                        self.send_round(&cluster, messages, &round, &mut results)
+                        self.send_round(&cluster, messages, &round, &mut results, deadline)
                             .await;
                     }
                 }
@@ -398,6 +411,7 @@ impl Producer {
         messages: &[Message],
         round: &[(i32, Vec<usize>)],
         results: &mut [Option<Result<Delivery, KafkaError>>],
+        deadline: Option<Instant>,
     ) -> Vec<usize> {
         let mut answers = Vec::new();
         let mut by_broker: HashMap<i32, Vec<&(i32, Vec<usize>)>> = HashMap::new();
@@ -409,7 +423,11 @@ impl Producer {
             }
         }
         let requests = by_broker.into_iter().map(|(broker, batches)| async move {
-            let outcome = self.produce_to(cluster, broker, messages, &batches).await;
+            let outcome = before(
+                deadline,
+                self.produce_to(cluster, broker, messages, &batches, deadline),
+            )
+            .await;
             (batches, outcome)
         });
         for (batches, outcome) in futures::future::join_all(requests).await {
@@ -458,6 +476,7 @@ impl Producer {
         broker: i32,
         messages: &[Message],
         batches: &[&(i32, Vec<usize>)],
+        deadline: Option<Instant>,
     ) -> Result<(Vec<PartitionAnswer>, i64), KafkaError> {
         let pool = self.pool(broker).await;
         let address = cluster.address(broker);
@@ -467,7 +486,10 @@ impl Producer {
             correlation_id,
             client_id: CLIENT_ID,
             acks: ACKS_ALL,
-            timeout_ms: PRODUCE_TIMEOUT_MS,
+            timeout_ms: deadline.map_or(PRODUCE_TIMEOUT_MS, |d| {
+                let left = d.saturating_duration_since(Instant::now()).as_millis();
+                left.min(PRODUCE_TIMEOUT_MS as u128) as i32
+            }),
             topic: &self.topic,
             timestamp,
             partitions: batches
@@ -590,6 +612,20 @@ async fn with_timeout<T>(
 
 fn timed_out() -> KafkaError {
     KafkaError::Io(format!("no answer within {REQUEST_TIMEOUT:?}"))
+}
+
+/// `call`, given up at `deadline` (if any) with a retriable error. What it
+/// held is dropped: a connection mid-request is never reused (see [`pool`]).
+async fn before<T>(
+    deadline: Option<Instant>,
+    call: impl std::future::Future<Output = Result<T, KafkaError>>,
+) -> Result<T, KafkaError> {
+    match deadline {
+        None => call.await,
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
+            .await
+            .map_err(|_| KafkaError::Io("no answer before the invocation's deadline".into()))?,
+    }
 }
 
 /// The partition map in a metadata response. A partition whose leader is

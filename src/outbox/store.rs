@@ -3,7 +3,7 @@
 //! never move a row the wrong way.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -141,6 +141,8 @@ pub struct OutboxStore {
     client: Client,
     table: String,
     stats: Arc<WriteStats>,
+    /// The due-index shard the next [`due_ids`](Self::due_ids) serves first.
+    next_shard: Arc<AtomicUsize>,
 }
 
 impl OutboxStore {
@@ -149,6 +151,7 @@ impl OutboxStore {
             client,
             table: table.into(),
             stats: Arc::default(),
+            next_shard: Arc::default(),
         }
     }
 
@@ -185,15 +188,41 @@ impl OutboxStore {
     /// (some row exists already, or one is refused), its rows are written
     /// one by one, so each gets its own answer.
     pub async fn insert_all(&self, rows: &[OutboxRow]) -> Vec<Result<Written, StoreError>> {
+        self.insert_all_before(rows, None).await
+    }
+
+    /// [`insert_all`](Self::insert_all), answered by `deadline` when there
+    /// is one: rows whose answer has not come by then (their transaction
+    /// may or may not have been written) get a [`StoreError::Transient`],
+    /// so the caller tries them again, and a retried insert finds its row
+    /// there (`ConditionFailed`).
+    pub async fn insert_all_before(
+        &self,
+        rows: &[OutboxRow],
+        deadline: Option<std::time::Instant>,
+    ) -> Vec<Result<Written, StoreError>> {
         let chunks: Vec<_> = insert_chunks(rows)
             .into_iter()
             .map(|chunk| self.insert_chunk(chunk))
             .collect();
-        stream::iter(chunks)
+        let deadline_passed = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut answers: Vec<_> = stream::iter(chunks)
             .buffered(BATCH_CONCURRENCY)
             .flat_map(stream::iter)
+            .take_until(deadline_passed)
             .collect()
-            .await
+            .await;
+        answers.resize_with(rows.len(), || {
+            Err(StoreError::Transient(
+                "no answer before the invocation's deadline".into(),
+            ))
+        });
+        answers
     }
 
     /// One transaction of new rows, or each row alone if it is cancelled.
@@ -330,7 +359,10 @@ impl OutboxStore {
     }
 
     /// Ids of rows due at `now` (PENDING past their backoff, or IN_FLIGHT
-    /// with an expired lease), at most `limit`, oldest first per shard.
+    /// with an expired lease), at most `limit`, oldest first per shard and
+    /// shared fairly between the shards ([`pick_due`]): the shard served
+    /// first moves round with each call, so every shard with work is served
+    /// within ⌈`DUE_SHARDS` / `limit`⌉ calls however small `limit` is.
     pub async fn due_ids(
         &self,
         now: OffsetDateTime,
@@ -349,18 +381,48 @@ impl OutboxStore {
                 .limit(per_shard)
                 .send()
         });
-        let pages: Vec<_> = futures::future::join_all(queries).await;
-        let mut ids = Vec::new();
-        for page in pages {
+        let mut pages = Vec::new();
+        for page in futures::future::join_all(queries).await {
             let page = page.map_err(StoreError::from_sdk)?;
-            for item in page.items.unwrap_or_default() {
-                if let Some(AttributeValue::S(id)) = item.get("id") {
-                    ids.push(id.clone());
-                }
-            }
+            let ids = page.items.unwrap_or_default().into_iter();
+            pages.push(
+                ids.filter_map(|mut item| match item.remove("id") {
+                    Some(AttributeValue::S(id)) => Some(id),
+                    _ => None,
+                })
+                .collect(),
+            );
         }
-        ids.truncate(limit);
+        let start = self.next_shard.load(Ordering::Relaxed);
+        let (ids, next) = pick_due(&pages, start, limit);
+        self.next_shard.store(next, Ordering::Relaxed);
         Ok(ids)
+    }
+
+    /// How many rows are due at `now`: a Count query on each shard of the
+    /// due index, all pages, so exact whatever the backlog (the index holds
+    /// keys only: a page counts thousands of rows).
+    pub async fn count_due(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let now = epoch_ms(now);
+        let counts = (0..DUE_SHARDS).map(|shard| async move {
+            let pages: Vec<_> = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("due_shard = :shard AND due_at <= :now")
+                .expression_attribute_values(":shard", s(shard.to_string()))
+                .expression_attribute_values(":now", n(now))
+                .select(Select::Count)
+                .into_paginator()
+                .send()
+                .try_collect()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            Ok::<usize, StoreError>(pages.iter().map(|p| p.count as usize).sum())
+        });
+        let counts = futures::future::try_join_all(counts).await?;
+        Ok(counts.into_iter().sum())
     }
 
     /// Claims rows for `owner` until `lease_until` (epoch ms): PENDING rows
@@ -591,6 +653,31 @@ impl OutboxStore {
     }
 }
 
+/// The ids a due query returns, from each shard's oldest-first page
+/// (`pages[shard]`): at most `limit`, taken round-robin from shard `start`
+/// (each shard's oldest in turn, then each one's second, …), so no shard
+/// waits behind another's backlog. Also returns the shard the next call
+/// starts with: the one after the last taken, so that successive calls go
+/// round the shards even when `limit` is smaller than their number.
+pub(crate) fn pick_due(pages: &[Vec<String>], start: usize, limit: usize) -> (Vec<String>, usize) {
+    let shards = pages.len().max(1);
+    let deepest = pages.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Vec::new();
+    let mut next = start % shards;
+    for depth in 0..deepest {
+        for shard in (0..shards).map(|k| (start + k) % shards) {
+            if ids.len() == limit {
+                return (ids, next);
+            }
+            if let Some(id) = pages[shard].get(depth) {
+                ids.push(id.clone());
+                next = (shard + 1) % shards;
+            }
+        }
+    }
+    (ids, next)
+}
+
 /// A conditional write's outcome: written, condition failed, or an error.
 pub(crate) fn written<
     T,
@@ -783,4 +870,59 @@ impl Transition {
 
 fn parse_row(item: HashMap<String, AttributeValue>) -> Result<OutboxRow, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `counts[s]` due ids in shard `s`, named `s.n`.
+    fn pages(counts: &[usize]) -> Vec<Vec<String>> {
+        counts
+            .iter()
+            .enumerate()
+            .map(|(s, &n)| (0..n).map(|i| format!("{s}.{i}")).collect())
+            .collect()
+    }
+
+    /// Shards that have ids in `ids`.
+    fn shards(ids: &[String]) -> Vec<usize> {
+        let mut shards: Vec<usize> = ids
+            .iter()
+            .map(|id| id.split('.').next().unwrap().parse().unwrap())
+            .collect();
+        shards.dedup();
+        shards
+    }
+
+    #[test]
+    fn every_shard_with_work_is_served_when_the_batch_is_smaller_than_the_shard_count() {
+        // A backlog in all 16 shards, batches of 2: successive calls go round
+        // the shards instead of serving the first ones until they are empty.
+        let due = pages(&[1; DUE_SHARDS as usize]);
+        let mut start = 0;
+        let mut served = Vec::new();
+        for _ in 0..DUE_SHARDS / 2 {
+            let (ids, next) = pick_due(&due, start, 2);
+            assert_eq!(ids.len(), 2);
+            served.extend(shards(&ids));
+            start = next;
+        }
+        served.sort();
+        assert_eq!(served, (0..DUE_SHARDS as usize).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_takes_from_each_shard_in_turn_from_the_start_shard() {
+        let due = pages(&[3, 0, 2, 1]);
+        let (ids, next) = pick_due(&due, 2, 5);
+        assert_eq!(ids, ["2.0", "3.0", "0.0", "2.1", "0.1"]);
+        assert_eq!(next, 1, "the shard after the last one taken");
+        let (ids, next) = pick_due(&due, next, 100);
+        assert_eq!(ids, ["2.0", "3.0", "0.0", "2.1", "0.1", "0.2"]);
+        assert_eq!(next, 1);
+        let (ids, next) = pick_due(&pages(&[0, 0]), 1, 5);
+        assert!(ids.is_empty());
+        assert_eq!(next, 1, "nothing taken: the same start next time");
+    }
 }

@@ -8,16 +8,21 @@
 //! - a record that cannot be understood becomes a REJECTED row with the raw
 //!   image and the reason, so one bad record never blocks the shard;
 //! - a transient failure is reported for that record alone in
-//!   `batchItemFailures`, never as an error for the whole batch.
+//!   `batchItemFailures`, never as an error for the whole batch;
+//! - inside a Lambda invocation ([`StreamHandler::handle_before`]), a
+//!   record whose write has not been answered when only
+//!   `DEADLINE_MARGIN_MS` is left is reported in `batchItemFailures` too:
+//!   the handler answers before the deadline, and the record is retried.
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_dynamo::Item;
 use time::OffsetDateTime;
 
 use crate::config::Config;
+use crate::deadline::Budget;
 use crate::outbox::{OutboxRow, OutboxStore, Source, Status, StoreError, Written};
 use crate::participant::{Participant, ID_ATTRIBUTE};
 
@@ -25,6 +30,7 @@ pub struct StreamHandler {
     outbox: OutboxStore,
     max_message_bytes: usize,
     sweep_delay: Duration,
+    deadline_margin: Duration,
 }
 
 /// What happened to one stream record.
@@ -43,10 +49,25 @@ impl StreamHandler {
             outbox,
             max_message_bytes: config.max_message_bytes,
             sweep_delay: Duration::from_secs(config.sweep_delay_seconds),
+            deadline_margin: config.deadline_margin(),
         }
     }
 
+    /// Writes the batch's outbox rows; the answer names the records to
+    /// deliver again.
     pub async fn handle(&self, event: &Event) -> DynamoDbEventResponse {
+        self.handle_within(event, Budget::UNLIMITED).await
+    }
+
+    /// [`handle`](Self::handle) inside an invocation that ends at
+    /// `deadline`: it answers when `DEADLINE_MARGIN_MS` is left at the
+    /// latest, with every record not yet stored in `batchItemFailures`.
+    pub async fn handle_before(&self, event: &Event, deadline: Instant) -> DynamoDbEventResponse {
+        self.handle_within(event, Budget::new(deadline, self.deadline_margin))
+            .await
+    }
+
+    async fn handle_within(&self, event: &Event, budget: Budget) -> DynamoDbEventResponse {
         // MODIFY and REMOVE make no row: a registration is the INSERT.
         let inserts: Vec<&EventRecord> = event
             .records
@@ -58,7 +79,10 @@ impl StreamHandler {
             .iter()
             .map(|record| self.row_for(record, now))
             .collect();
-        let written = self.outbox.insert_all(&rows).await;
+        let written = self
+            .outbox
+            .insert_all_before(&rows, budget.work_until())
+            .await;
 
         let mut outcomes = Vec::with_capacity(rows.len());
         for ((record, row), result) in inserts.iter().zip(&rows).zip(written) {
@@ -66,7 +90,7 @@ impl StreamHandler {
                 Ok(Written::Yes) if row.status == Status::Rejected => Outcome::Rejected,
                 Ok(Written::Yes) => Outcome::Written,
                 Ok(Written::ConditionFailed) => Outcome::AlreadyThere,
-                Err(StoreError::Permanent(error)) => {
+                Err(StoreError::Permanent(error)) if budget.allows(Duration::ZERO) => {
                     self.reject_unstorable(row, record, error, now).await
                 }
                 Err(error) => {

@@ -171,7 +171,7 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> 
     read_partitions(bootstrap, topic, PARTITIONS, expected)
 }
 
-/// [`read_topic`] for a topic of `partitions` partitions.
+/// [`read_topic`] for a topic of `partitions` partitions (not [`PARTITIONS`]).
 pub fn read_partitions(
     bootstrap: &str,
     topic: &str,

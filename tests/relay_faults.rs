@@ -1,0 +1,375 @@
+//! Relay passes that meet a row they cannot read, a write DynamoDB refuses,
+//! batches smaller than the due index's shard count, or a deadline, on the
+//! real local stack: nothing stalls, nothing is lost, and no row the broker
+//! acknowledged is left unmarked because of another row.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
+use raffle_outbox::kafka::partitioner::partition_for;
+use raffle_outbox::kafka::Producer;
+use raffle_outbox::outbox::row::{due_shard, DUE_SHARDS};
+use raffle_outbox::outbox::{OutboxRow, Source, Status, StoreError, Written};
+use raffle_outbox::relay::{Relay, OUTBOX_ID_HEADER};
+use raffle_outbox::{demo, local};
+use time::OffsetDateTime;
+
+/// Outbox row number `n`: a sample participant, PENDING, due at `due`.
+fn row(n: usize, due: OffsetDateTime) -> OutboxRow {
+    let (id, participant) = demo::sample_participant(n);
+    let source = Source {
+        event_id: format!("ev-{n}"),
+        sequence_number: Some(format!("{n:021}")),
+    };
+    let now = OffsetDateTime::now_utc();
+    OutboxRow::pending(&source, id, participant.to_string(), now, due)
+}
+
+/// The first `count` rows numbered from `from` on that `wanted` accepts.
+fn rows_where(
+    from: usize,
+    count: usize,
+    due: OffsetDateTime,
+    wanted: impl FnMut(&OutboxRow) -> bool,
+) -> Vec<OutboxRow> {
+    (from..)
+        .map(|n| row(n, due))
+        .filter(wanted)
+        .take(count)
+        .collect()
+}
+
+/// The partition of a three-partition topic a row's message goes to.
+fn partition_of(row: &OutboxRow) -> i32 {
+    partition_for(
+        row.participant_id.as_deref().unwrap().as_bytes(),
+        common::PARTITIONS,
+    )
+}
+
+async fn insert(env: &common::TestEnv, rows: &[OutboxRow]) {
+    for written in env.outbox.insert_all(rows).await {
+        assert_eq!(written.unwrap(), Written::Yes);
+    }
+}
+
+/// A relay on the test's outbox with the test's configuration.
+async fn relay(env: &common::TestEnv) -> Relay {
+    let config = env.config.clone();
+    let producer = Producer::connect(&config.kafka_bootstrap_servers, &config.kafka_topic)
+        .await
+        .unwrap();
+    Relay::new(env.outbox.clone(), Arc::new(producer), config)
+}
+
+async fn stored(env: &common::TestEnv, row: &OutboxRow) -> OutboxRow {
+    env.outbox.get(&row.id).await.unwrap().unwrap()
+}
+
+/// Messages per participant (the message key) on the topic.
+fn sends(records: &[common::Record]) -> HashMap<String, usize> {
+    let mut sends = HashMap::new();
+    for record in records {
+        *sends.entry(record.key.clone().unwrap()).or_default() += 1;
+    }
+    sends
+}
+
+/// Asserts that each of `rows` is DELIVERED where its message is, and that
+/// the topic holds each of them exactly once and nothing else.
+async fn assert_delivered_once(
+    env: &common::TestEnv,
+    rows: &[OutboxRow],
+    records: &[common::Record],
+) {
+    let stored: HashMap<String, OutboxRow> = env
+        .rows()
+        .await
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let at: HashMap<(i32, i64), &common::Record> = records
+        .iter()
+        .map(|r| ((r.partition, r.offset), r))
+        .collect();
+    for row in rows {
+        let stored = &stored[&row.id];
+        assert_eq!(stored.status, Status::Delivered, "row {}", row.id);
+        let record = at[&(
+            stored.kafka_partition.unwrap(),
+            stored.kafka_offset.unwrap(),
+        )];
+        assert_eq!(record.key, row.participant_id);
+        assert_eq!(record.headers[OUTBOX_ID_HEADER], row.id);
+    }
+    let sends = sends(records);
+    assert_eq!(sends.len(), rows.len(), "only these participants were sent");
+    assert!(
+        sends.values().all(|&n| n == 1),
+        "each participant once: {sends:?}"
+    );
+}
+
+/// Writes `row` with a `padding` attribute as long as DynamoDB's 400 KB item
+/// limit allows, less `spare` bytes: a row that an update adding more than
+/// `spare` bytes no longer fits. The limit is found by bisection on the real
+/// table, so it is whatever DynamoDB Local counts.
+async fn put_near_the_item_limit(env: &common::TestEnv, row: &OutboxRow, spare: usize) {
+    let put = |padding: usize| {
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(row).unwrap();
+        item.insert("padding".into(), AttributeValue::S("p".repeat(padding)));
+        env.dynamodb
+            .put_item()
+            .table_name(&env.config.outbox_table)
+            .set_item(Some(item))
+            .send()
+    };
+    let (mut fits, mut too_large) = (0, 400 * 1024);
+    while too_large - fits > 1 {
+        let padding = (fits + too_large) / 2;
+        match put(padding).await {
+            Ok(_) => fits = padding,
+            Err(e) if e.code() == Some("ValidationException") => too_large = padding,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    put(fits - spare).await.unwrap();
+}
+
+/// A row whose payload cannot be decoded (a corrupt `payload_gzip`, no
+/// payload at all) is FAILED at once with the reason, the rest of its batch
+/// is sent, and nothing is left due.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_row_is_failed_and_the_rest_of_its_batch_is_sent() {
+    let env = common::env().await;
+    let now = OffsetDateTime::now_utc();
+    let good: Vec<OutboxRow> = (0..5).map(|n| row(n, now)).collect();
+    let mut garbled = row(5, now);
+    (garbled.payload, garbled.payload_gzip) = (None, Some(b"not gzip at all".to_vec()));
+    let mut empty = row(6, now);
+    empty.payload = None;
+    insert(
+        &env,
+        &[&good[..], &[garbled.clone(), empty.clone()]].concat(),
+    )
+    .await;
+
+    let relay = relay(&env).await;
+    let report = relay.sweep().await.unwrap();
+    assert_eq!(
+        (report.claimed, report.delivered, report.failed),
+        (7, 5, 2),
+        "one batch: {report:?}"
+    );
+    for bad in [&garbled, &empty] {
+        let bad = stored(&env, bad).await;
+        assert_eq!(bad.status, Status::Failed);
+        let reason = bad.last_error.unwrap_or_default();
+        assert!(reason.starts_with("corrupt payload: "), "{reason}");
+        assert_eq!(bad.due_at, None, "out of the due index");
+    }
+    assert_delivered_once(&env, &good, &env.read_topic(good.len())).await;
+    assert_eq!(relay.sweep().await.unwrap().claimed, 0, "nothing is due");
+}
+
+/// A failed send whose retry mark DynamoDB refuses does not keep the rows
+/// the broker acknowledged in the same batch from being marked DELIVERED
+/// (left unmarked, they would be sent again: duplicates).
+///
+/// The failed send: on a broker of the test's own, the topic is recreated
+/// with one partition after the producer learnt it had three, so partition 0
+/// takes its messages and partition 1 answers UnknownTopicOrPartition. The
+/// refused mark: that row sits so near DynamoDB's 400 KB item limit that its
+/// retry mark, which adds `last_error`, does not fit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_retry_mark_leaves_no_acknowledged_row_unmarked() {
+    let mut env = common::env().await;
+    let mut broker = common::broker::Broker::new(&env.stack);
+    broker.start().await;
+    let topic = env.config.kafka_topic.clone();
+    broker.create_topic(&topic, common::PARTITIONS as u32).await;
+    env.config.kafka_bootstrap_servers = broker.bootstrap();
+    let relay = relay(&env).await;
+    broker.delete_topic(&topic).await;
+    broker.create_topic(&topic, 1).await;
+
+    let now = OffsetDateTime::now_utc();
+    let acknowledged = rows_where(0, 4, now, |r| partition_of(r) == 0);
+    let refused = rows_where(100, 1, now, |r| partition_of(r) == 1).remove(0);
+    insert(&env, &acknowledged).await;
+    put_near_the_item_limit(&env, &refused, 10).await;
+
+    // As the outbox stream hands new rows to the relay.
+    let new_rows = [&acknowledged[..], std::slice::from_ref(&refused)].concat();
+    let error = relay
+        .relay_new(new_rows)
+        .await
+        .expect_err("the refused mark is reported");
+    assert_eq!(
+        (
+            error.report.delivered,
+            error.report.retrying,
+            error.report.errors
+        ),
+        (4, 1, 1),
+        "{error}"
+    );
+    assert!(matches!(error.first, StoreError::Permanent(_)), "{error}");
+
+    let records = common::read_partitions(&broker.bootstrap(), &topic, 1, acknowledged.len());
+    assert_delivered_once(&env, &acknowledged, &records).await;
+    let refused = stored(&env, &refused).await;
+    assert_eq!(
+        (refused.status, refused.attempts),
+        (Status::Pending, 0),
+        "still new: the sweep takes it"
+    );
+}
+
+/// A batch that meets an error does not end the sweep: the batches after it
+/// are sent, and the error is reported at the end.
+///
+/// The error: the first batch's oldest row sits so near DynamoDB's 400 KB
+/// item limit that its DELIVERED mark, which adds the topic's name (a long
+/// one here), does not fit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_batch_does_not_stop_the_sweep() {
+    let mut env = common::env().await;
+    env.config.kafka_topic = format!("{}-{}", env.config.kafka_topic, "t".repeat(200));
+    env.config.relay_batch_size = 4;
+    local::ensure_topic(
+        &env.stack,
+        &env.config.kafka_topic,
+        common::PARTITIONS as u32,
+    )
+    .await
+    .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let oldest = time::Duration::minutes(1);
+    let refused = rows_where(0, 1, now - oldest, |r| r.due_shard.as_deref() == Some("0")).remove(0);
+    let rest: Vec<OutboxRow> = (1000..1012).map(|n| row(n, now)).collect();
+    insert(&env, &rest).await;
+    // Room for the claim's lease fields, not for the topic's name as well.
+    put_near_the_item_limit(&env, &refused, 134).await;
+
+    let error = relay(&env)
+        .await
+        .sweep()
+        .await
+        .expect_err("the refused mark is reported");
+    assert_eq!(
+        (
+            error.report.claimed,
+            error.report.delivered,
+            error.report.errors
+        ),
+        (13, 13, 1),
+        "{error}"
+    );
+    assert!(matches!(error.first, StoreError::Permanent(_)), "{error}");
+
+    let records = env.read_topic(rest.len() + 1);
+    let refused_sends = sends(&records).remove(refused.participant_id.as_deref().unwrap());
+    assert_eq!(
+        refused_sends,
+        Some(1),
+        "sent once; again when its lease ends"
+    );
+    let records: Vec<_> = records
+        .into_iter()
+        .filter(|r| r.headers[OUTBOX_ID_HEADER] != refused.id)
+        .collect();
+    assert_delivered_once(&env, &rest, &records).await;
+    assert_eq!(stored(&env, &refused).await.status, Status::InFlight);
+}
+
+/// With batches smaller than the due index's shard count, a backlog in every
+/// shard is served shard after shard, not the first shards until they are
+/// empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_small_batches_every_shard_is_served() {
+    let mut env = common::env().await;
+    env.config.relay_batch_size = 2;
+    let now = OffsetDateTime::now_utc();
+    let mut per_shard: HashMap<String, usize> = HashMap::new();
+    let rows = rows_where(0, 3 * DUE_SHARDS as usize, now, |r| {
+        let n = per_shard.entry(due_shard(&r.id)).or_default();
+        *n += 1;
+        *n <= 3
+    });
+    insert(&env, &rows).await;
+
+    // A sweep's first batches, one after the other, as a sweep cut short
+    // (by its deadline, or by the next rows arriving) would run them.
+    let relay = relay(&env).await;
+    for _ in 0..DUE_SHARDS / 2 {
+        let ids = env
+            .outbox
+            .due_ids(OffsetDateTime::now_utc(), 2)
+            .await
+            .unwrap();
+        assert_eq!(relay.relay(&ids).await.unwrap().delivered, 2);
+    }
+
+    let delivered_ids: Vec<String> = env
+        .rows()
+        .await
+        .into_iter()
+        .filter(|r| r.status == Status::Delivered)
+        .map(|r| r.id)
+        .collect();
+    let delivered: Vec<OutboxRow> = rows
+        .into_iter()
+        .filter(|r| delivered_ids.contains(&r.id))
+        .collect();
+    let served: BTreeSet<u32> = delivered
+        .iter()
+        .map(|r| due_shard(&r.id).parse().unwrap())
+        .collect();
+    assert_eq!(served, (0..DUE_SHARDS).collect(), "every shard served");
+    assert_delivered_once(&env, &delivered, &env.read_topic(delivered.len())).await;
+}
+
+/// A sweep given a deadline over a backlog it cannot finish returns before
+/// the deadline (where Lambda would cut it off), with no row IN_FLIGHT and
+/// the rows left counted; the next sweep sends the rest, each row once.
+///
+/// Small batches, so that the backlog takes the sweep well past the deadline
+/// whatever the machine; a wide margin, so that the last batch's marks fit
+/// in it on a loaded one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_stops_before_its_deadline_with_nothing_in_flight() {
+    const ROWS: usize = 600;
+    let mut env = common::env().await;
+    env.config.relay_batch_size = 3;
+    env.config.deadline_margin_ms = 2_500;
+    env.config.relay_send_timeout_ms = 500;
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<OutboxRow> = (0..ROWS).map(|n| row(n, now)).collect();
+    insert(&env, &rows).await;
+    let relay = relay(&env).await;
+
+    let deadline = Instant::now() + Duration::from_secs(4);
+    // What the Lambda runtime does at the deadline: the invocation is gone.
+    let report = tokio::time::timeout_at(deadline.into(), relay.sweep_before(deadline))
+        .await
+        .expect("the sweep returned before its deadline")
+        .unwrap();
+
+    let counts = common::counts(&env.rows().await);
+    assert_eq!(counts.get("IN_FLIGHT"), None, "{counts:?}");
+    let delivered = counts.get("DELIVERED").copied().unwrap_or_default();
+    assert_eq!(report.delivered, delivered, "{report:?}");
+    assert_eq!(report.left_due, ROWS - delivered, "{report:?}");
+
+    // The next invocation (with the usual batch size) sends the rest.
+    env.config.relay_batch_size = 100;
+    let rest = self::relay(&env).await.sweep().await.unwrap();
+    assert_eq!(rest.delivered, ROWS - delivered);
+    assert_delivered_once(&env, &rows, &env.read_topic(ROWS)).await;
+}
