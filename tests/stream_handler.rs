@@ -216,6 +216,11 @@ async fn the_handler_answers_before_its_deadline_with_what_it_did_not_store() {
         .into_iter()
         .filter_map(|r| r.source_sequence_number)
         .collect();
+    eprintln!(
+        "stored before the deadline: {}; reported: {}",
+        stored.len(),
+        reported.len()
+    );
     let sequence_number = |r: &serde_json::Value| {
         r["dynamodb"]["SequenceNumber"]
             .as_str()
