@@ -216,6 +216,11 @@ async fn the_handler_answers_before_its_deadline_with_what_it_did_not_store() {
         .into_iter()
         .filter_map(|r| r.source_sequence_number)
         .collect();
+    eprintln!(
+        "stored before the deadline: {}; reported: {}",
+        stored.len(),
+        reported.len()
+    );
     let sequence_number = |r: &serde_json::Value| {
         r["dynamodb"]["SequenceNumber"]
             .as_str()
@@ -230,11 +235,29 @@ async fn the_handler_answers_before_its_deadline_with_what_it_did_not_store() {
         );
     }
 
-    let again: Vec<serde_json::Value> = records
-        .into_iter()
-        .filter(|r| reported.contains(&sequence_number(r)))
-        .collect();
-    let response = handler.handle(&batch(again)).await;
-    assert!(response.batch_item_failures.is_empty());
+    // As the event source mapping does: the reported records again, until
+    // none is reported (DynamoDB Local may refuse some on a busy machine).
+    let mut reported = reported;
+    for _ in 0..10 {
+        if reported.is_empty() {
+            break;
+        }
+        let again: Vec<serde_json::Value> = records
+            .iter()
+            .filter(|r| reported.contains(&sequence_number(r)))
+            .cloned()
+            .collect();
+        let response = handler.handle(&batch(again)).await;
+        reported = response
+            .batch_item_failures
+            .into_iter()
+            .filter_map(|f| f.item_identifier)
+            .collect();
+    }
+    assert!(
+        reported.is_empty(),
+        "stored at last: {} left",
+        reported.len()
+    );
     assert_eq!(env.rows().await.len(), RECORDS, "one row per record");
 }
