@@ -10,9 +10,22 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Below this, a "deadline" is not an epoch time (it would be before
+/// September 2001): it can only be a duration.
+const FIRST_PLAUSIBLE_EPOCH_MS: u64 = 1_000_000_000_000;
+
 /// The [`Instant`] of a deadline given in milliseconds since the epoch (a
 /// Lambda context's `deadline`). A deadline already past is now.
+///
+/// Lambda sends an epoch time. cargo-lambda 1.9.2's runtime emulator sends
+/// `600000` whatever its `--timeout`: the invocation's time limit, not an
+/// epoch. Taken literally that is 1970, and every invocation would stop
+/// before it began; a value that cannot be an epoch is read as a duration
+/// from now instead.
 pub fn from_epoch_ms(deadline_ms: u64) -> Instant {
+    if deadline_ms < FIRST_PLAUSIBLE_EPOCH_MS {
+        return Instant::now() + Duration::from_millis(deadline_ms);
+    }
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -76,6 +89,19 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_epoch_deadline_is_read_as_a_time_and_a_small_one_as_a_duration() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_secs();
+        assert!((28..=30).contains(&left(from_epoch_ms(now_ms + 30_000))));
+        assert_eq!(left(from_epoch_ms(now_ms - 5_000)), 0, "past: now");
+        // cargo-lambda's emulator: 600000 means ten minutes, not 1970.
+        assert!((598..=600).contains(&left(from_epoch_ms(600_000))));
+    }
 
     #[test]
     fn work_may_start_only_while_it_ends_before_the_margin() {

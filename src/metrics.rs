@@ -15,6 +15,7 @@
 //! | `LeftDue` | Count | rows left due because the invocation's deadline came first (the next invocation takes them) |
 //! | `FailedRows` | Count | rows in FAILED now, until redriven (scheduled sweeps only; the FAILED alarm) |
 //! | `OldestPendingAgeSeconds` | Seconds | age (since `created_at`) of the oldest PENDING or IN_FLIGHT row; 0 when none waits (scheduled sweeps only; the age alarm) |
+//! | `Captured`, `Rejected`, `RetriedRecords` | Count | the stream handler's batch: new PENDING rows, REJECTED rows written, records reported back to be delivered again ([`stream_batch`]) |
 //! | `MissingParticipants`, `DeliveredParticipants`, `PendingParticipants`, `FailedParticipants`, `RejectedParticipants`, `YoungParticipants` | Count | the scheduled `reconcile` Lambda's classes ([`reconcile_run`]; `MissingParticipants` is the missing-participants alarm's) |
 //!
 //! The two gauges are measured on the scheduled sweep (once a minute), not on
@@ -128,6 +129,21 @@ impl Backlog {
     }
 }
 
+/// The stream handler's line, one per batch: `Captured` (new PENDING
+/// rows), `Rejected` (REJECTED rows written) and `RetriedRecords` (records
+/// reported back in `batchItemFailures`).
+pub fn stream_batch(
+    outbox_table: &str,
+    counts: &crate::stream::handler::BatchCounts,
+    at: OffsetDateTime,
+) -> Emf {
+    Emf::new(at)
+        .dimension(DIMENSION, outbox_table)
+        .metric("Captured", "Count", counts.captured as f64)
+        .metric("Rejected", "Count", counts.rejected as f64)
+        .metric("RetriedRecords", "Count", counts.retry as f64)
+}
+
 /// The scheduled reconcile's line: `MissingParticipants` (the alarm's
 /// metric) and the count of every other class (`DeliveredParticipants`, …).
 pub fn reconcile_run(
@@ -177,6 +193,25 @@ pub fn relay_invocation(
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_stream_batch_record_counts_captured_rejected_and_retried() {
+        let counts = crate::stream::handler::BatchCounts {
+            captured: 3,
+            rejected: 1,
+            already_there: 2,
+            retry: 1,
+        };
+        let json = stream_batch("outbox", &counts, datetime!(2026-12-02 12:00 UTC)).to_json();
+        assert_eq!(
+            (
+                &json["Captured"],
+                &json["Rejected"],
+                &json["RetriedRecords"]
+            ),
+            (&3.0.into(), &1.0.into(), &1.0.into())
+        );
+    }
 
     #[test]
     fn a_reconcile_record_names_every_class() {

@@ -55,6 +55,8 @@ struct Function {
     port: u16,
     /// Where the function's stderr (its log) goes.
     log: PathBuf,
+    /// Where its stdout (the EMF metrics lines) goes.
+    metrics: PathBuf,
     _emulator: Running,
     _binary: Running,
 }
@@ -82,6 +84,7 @@ impl Function {
             std::thread::sleep(Duration::from_millis(100));
         }
         let log = std::env::temp_dir().join(format!("raffle-outbox-lambda-{port}.log"));
+        let metrics = std::env::temp_dir().join(format!("raffle-outbox-lambda-{port}.emf"));
         let binary = Command::new(binary)
             .envs(env)
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
@@ -94,13 +97,14 @@ impl Function {
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&metrics).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("the function binary starts");
         Function {
             port,
             log,
+            metrics,
             _emulator: emulator,
             _binary: Running(binary),
         }
@@ -108,11 +112,15 @@ impl Function {
 
     /// The function's log lines so far, each a JSON object.
     fn log_lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
+        json_lines(&self.log)
+    }
+
+    /// The sum of metric `name` over the function's EMF lines so far.
+    fn metric_sum(&self, name: &str) -> f64 {
+        json_lines(&self.metrics)
+            .iter()
+            .filter_map(|line| line.get(name).and_then(Value::as_f64))
+            .sum()
     }
 
     /// Invokes the function as Lambda's Invoke API does; the function's
@@ -138,6 +146,14 @@ impl Function {
         let failed = !status.is_success() || value.get("errorType").is_some();
         (value, failed)
     }
+}
+
+fn json_lines(path: &PathBuf) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 /// The environment `template.yaml` gives `function`: Globals and the
@@ -402,6 +418,10 @@ async fn the_deployed_binaries_behind_a_lambda_runtime_api_take_aws_shaped_event
     let (answer, failed) = handler.invoke(&sample);
     assert!(!failed, "{answer}");
     assert_eq!(answer["batchItemFailures"], json!([]));
+    // The dashboard's metrics, one EMF line per batch.
+    assert_eq!(handler.metric_sum("Captured"), 1.0);
+    assert_eq!(handler.metric_sum("Rejected"), 1.0);
+    assert_eq!(handler.metric_sum("RetriedRecords"), 0.0);
     drop(handler);
     let rows = env.rows().await;
     assert_eq!(common::counts(&rows).get("PENDING"), Some(&1), "{rows:?}");

@@ -199,12 +199,17 @@ async fn the_handler_answers_before_its_deadline_with_what_it_did_not_store() {
 
     let deadline = Instant::now() + Duration::from_millis(600);
     // What the Lambda runtime does at the deadline: the invocation is gone.
-    let response = tokio::time::timeout_at(
+    let (response, counts) = tokio::time::timeout_at(
         deadline.into(),
         handler.handle_before(&batch(records.clone()), deadline),
     )
     .await
     .expect("the handler answered before its deadline");
+    assert_eq!(
+        counts.retry,
+        response.batch_item_failures.len(),
+        "the metrics line counts what was reported back"
+    );
     let reported: HashSet<String> = response
         .batch_item_failures
         .into_iter()

@@ -2,7 +2,8 @@
 //! Partial batch responses (`ReportBatchItemFailures`) must be enabled on the
 //! event source mapping; see `template.yaml`. The handler answers before the
 //! invocation's deadline, with the records it did not store among the
-//! failures (`raffle_outbox::deadline`).
+//! failures (`raffle_outbox::deadline`). Each invocation writes one line of
+//! CloudWatch metrics (EMF: `Captured`, `Rejected`, `RetriedRecords`).
 
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
@@ -10,7 +11,8 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use raffle_outbox::config::aws_clients;
 use raffle_outbox::outbox::OutboxStore;
 use raffle_outbox::stream::StreamHandler;
-use raffle_outbox::{deadline, telemetry, Config};
+use raffle_outbox::{deadline, metrics, telemetry, Config};
+use time::OffsetDateTime;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,10 +20,12 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let (dynamodb, _) = aws_clients().await;
     let handler = StreamHandler::new(OutboxStore::new(dynamodb, &config.outbox_table), &config);
-    let handler = &handler;
+    let (handler, table) = (&handler, config.outbox_table.as_str());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         let deadline = deadline::from_epoch_ms(event.context.deadline);
-        Ok::<DynamoDbEventResponse, Error>(handler.handle_before(&event.payload, deadline).await)
+        let (response, counts) = handler.handle_before(&event.payload, deadline).await;
+        metrics::stream_batch(table, &counts, OffsetDateTime::now_utc()).emit();
+        Ok::<DynamoDbEventResponse, Error>(response)
     }))
     .await
 }

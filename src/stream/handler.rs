@@ -33,6 +33,17 @@ pub struct StreamHandler {
     deadline_margin: Duration,
 }
 
+/// What became of one batch's INSERT records: new rows written (PENDING),
+/// REJECTED rows written, rows that were there already, and records
+/// reported back to be delivered again. The Lambda's metrics line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub captured: usize,
+    pub rejected: usize,
+    pub already_there: usize,
+    pub retry: usize,
+}
+
 /// What happened to one stream record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -56,18 +67,27 @@ impl StreamHandler {
     /// Writes the batch's outbox rows; the answer names the records to
     /// deliver again.
     pub async fn handle(&self, event: &Event) -> DynamoDbEventResponse {
-        self.handle_within(event, Budget::UNLIMITED).await
+        self.handle_within(event, Budget::UNLIMITED).await.0
     }
 
     /// [`handle`](Self::handle) inside an invocation that ends at
     /// `deadline`: it answers when `DEADLINE_MARGIN_MS` is left at the
-    /// latest, with every record not yet stored in `batchItemFailures`.
-    pub async fn handle_before(&self, event: &Event, deadline: Instant) -> DynamoDbEventResponse {
+    /// latest, with every record not yet stored in `batchItemFailures`, and
+    /// what became of the records.
+    pub async fn handle_before(
+        &self,
+        event: &Event,
+        deadline: Instant,
+    ) -> (DynamoDbEventResponse, BatchCounts) {
         self.handle_within(event, Budget::new(deadline, self.deadline_margin))
             .await
     }
 
-    async fn handle_within(&self, event: &Event, budget: Budget) -> DynamoDbEventResponse {
+    async fn handle_within(
+        &self,
+        event: &Event,
+        budget: Budget,
+    ) -> (DynamoDbEventResponse, BatchCounts) {
         // MODIFY and REMOVE make no row: a registration is the INSERT.
         let inserts: Vec<&EventRecord> = event
             .records
@@ -108,17 +128,23 @@ impl StreamHandler {
             failure.item_identifier = record.change.sequence_number.clone();
             response.batch_item_failures.push(failure);
         }
+        let counts = BatchCounts {
+            captured: count(Outcome::Written),
+            rejected: count(Outcome::Rejected),
+            already_there: count(Outcome::AlreadyThere),
+            retry: count(Outcome::Retry),
+        };
         tracing::info!(
             records = event.records.len(),
-            written = count(Outcome::Written),
-            already_there = count(Outcome::AlreadyThere),
-            rejected = count(Outcome::Rejected),
+            written = counts.captured,
+            already_there = counts.already_there,
+            rejected = counts.rejected,
             ignored = event.records.len() - inserts.len(),
-            retry = count(Outcome::Retry),
+            retry = counts.retry,
             outbox_table = self.outbox.table(),
             "stream batch handled"
         );
-        response
+        (response, counts)
     }
 
     /// The outbox row of an INSERT record: PENDING, or REJECTED with the reason.
