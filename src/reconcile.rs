@@ -113,19 +113,33 @@ pub struct Options {
 }
 
 /// Where reconcile reads and writes.
-pub struct Tables<'a> {
+pub struct Tables {
     /// The participants table's client.
-    pub dynamodb: &'a Client,
+    pub dynamodb: Client,
     /// The participants table.
-    pub participants: &'a str,
+    pub participants: String,
     /// The outbox, read through its audit index.
-    pub query: &'a AuditQuery,
+    pub query: AuditQuery,
     /// The outbox, written (repairs) through its store: the only writer.
-    pub outbox: &'a OutboxStore,
+    pub outbox: OutboxStore,
     /// The stream handler's limit, so a repaired row is the row it would make.
     pub max_message_bytes: usize,
     /// The stream handler's sweep delay, likewise.
     pub sweep_delay: Duration,
+}
+
+impl Tables {
+    /// The tables `config` names, through `dynamodb`.
+    pub fn new(dynamodb: Client, config: &crate::Config) -> Tables {
+        Tables {
+            query: AuditQuery::new(dynamodb.clone(), &config.outbox_table),
+            outbox: OutboxStore::new(dynamodb.clone(), &config.outbox_table),
+            dynamodb,
+            participants: config.participants_table.clone(),
+            max_message_bytes: config.max_message_bytes,
+            sweep_delay: Duration::from_secs(config.sweep_delay_seconds),
+        }
+    }
 }
 
 /// The whole answer, one object (`--json`).
@@ -236,7 +250,7 @@ struct Verdict {
 /// `on_missing` as they are found, the running count of participants to
 /// `progress`; `on_problem` gets `--verify`'s findings.
 pub async fn reconcile(
-    tables: &Tables<'_>,
+    tables: &Tables,
     options: &Options,
     verifier: Option<&mut crate::verify::Verifier<'_>>,
     on_missing: &mut dyn FnMut(&str),
@@ -244,7 +258,7 @@ pub async fn reconcile(
 ) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
     let now = OffsetDateTime::now_utc();
-    let items = item_count(tables.dynamodb, tables.participants).await?;
+    let items = item_count(&tables.dynamodb, &tables.participants).await?;
     let segments = segments_for(items);
     let (sender, mut verdicts) = mpsc::channel::<Verdict>(4 * QUERY_CONCURRENCY);
     let scans: Vec<_> = (0..segments)
@@ -319,7 +333,7 @@ pub async fn item_count(dynamodb: &Client, table: &str) -> anyhow::Result<u64> {
 /// Scans one segment, a page at a time; each page's participants are
 /// classified concurrently and their verdicts sent to the collector.
 async fn scan_segment(
-    tables: &Tables<'_>,
+    tables: &Tables,
     options: &Options,
     now: OffsetDateTime,
     segment: u64,
@@ -329,7 +343,7 @@ async fn scan_segment(
     let mut request = tables
         .dynamodb
         .scan()
-        .table_name(tables.participants)
+        .table_name(&tables.participants)
         .segment(segment as i32)
         .total_segments(segments as i32)
         .projection_expression("#id, #at")
@@ -376,7 +390,7 @@ async fn scan_segment(
 
 /// One participant: its rows, its class, its repair.
 async fn judge(
-    tables: &Tables<'_>,
+    tables: &Tables,
     options: &Options,
     now: OffsetDateTime,
     id: String,
@@ -413,14 +427,14 @@ async fn judge(
 /// current item, under the participant's reconcile id, with a conditional
 /// put. `None` when the participant is gone (deleted since the scan).
 async fn repair(
-    tables: &Tables<'_>,
+    tables: &Tables,
     participant_id: &str,
     now: OffsetDateTime,
 ) -> anyhow::Result<Option<Written>> {
     let out = tables
         .dynamodb
         .get_item()
-        .table_name(tables.participants)
+        .table_name(&tables.participants)
         .key("id", AttributeValue::S(participant_id.to_string()))
         .consistent_read(true)
         .send()

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use raffle_outbox::audit::AuditQuery;
 use raffle_outbox::kafka::Producer;
 use raffle_outbox::outbox::row::{reconcile_row_id, rfc3339};
 use raffle_outbox::outbox::{OutboxRow, Status};
@@ -133,15 +132,7 @@ async fn every_participant_is_classified_and_a_missing_one_is_repaired_delivered
     let missing: BTreeSet<String> = [ids[0].clone(), lost.clone(), undated.clone()].into();
 
     // The library's answer.
-    let query = AuditQuery::new(env.dynamodb.clone(), &env.config.outbox_table);
-    let tables = reconcile::Tables {
-        dynamodb: &env.dynamodb,
-        participants: &table,
-        query: &query,
-        outbox: &env.outbox,
-        max_message_bytes: env.config.max_message_bytes,
-        sweep_delay: Duration::ZERO,
-    };
+    let tables = reconcile::Tables::new(env.dynamodb.clone(), &env.config);
     let options = reconcile::Options {
         grace: Duration::from_secs(300),
         ..reconcile::Options::default()

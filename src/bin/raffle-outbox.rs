@@ -549,16 +549,7 @@ async fn redrive(query: &AuditQuery, args: RedriveArgs) -> anyhow::Result<ExitCo
 
 async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (dynamodb, _) = aws_clients().await;
-    let query = AuditQuery::new(dynamodb.clone(), &config.outbox_table);
-    let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
-    let tables = reconcile::Tables {
-        dynamodb: &dynamodb,
-        participants: &config.participants_table,
-        query: &query,
-        outbox: &outbox,
-        max_message_bytes: config.max_message_bytes,
-        sweep_delay: Duration::from_secs(config.sweep_delay_seconds),
-    };
+    let tables = reconcile::Tables::new(dynamodb.clone(), config);
     let options = reconcile::Options {
         range: TimeRange::new(args.since, args.until),
         grace: Duration::from_secs(args.grace_seconds),

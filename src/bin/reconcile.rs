@@ -7,10 +7,8 @@
 use std::time::Duration;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use raffle_outbox::audit::AuditQuery;
 use raffle_outbox::config::aws_clients;
 use raffle_outbox::metrics;
-use raffle_outbox::outbox::OutboxStore;
 use raffle_outbox::reconcile::{self, Options, Report, Tables};
 use raffle_outbox::{telemetry, Config};
 use time::OffsetDateTime;
@@ -23,16 +21,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let (dynamodb, _) = aws_clients().await;
-    let query = AuditQuery::new(dynamodb.clone(), &config.outbox_table);
-    let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
-    let tables = Tables {
-        dynamodb: &dynamodb,
-        participants: &config.participants_table,
-        query: &query,
-        outbox: &outbox,
-        max_message_bytes: config.max_message_bytes,
-        sweep_delay: Duration::from_secs(config.sweep_delay_seconds),
-    };
+    let tables = Tables::new(dynamodb, &config);
     let (tables, table) = (&tables, config.outbox_table.as_str());
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let options = Options {
