@@ -304,7 +304,7 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
                 &config.participants_table,
                 config.max_message_bytes,
             );
-            match registrar.register(&json).await {
+            match registrar.register(&json, None).await {
                 Ok(registration) => println!("{}", registration.id),
                 Err(error) => {
                     eprintln!("error: {error}");
