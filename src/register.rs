@@ -26,6 +26,8 @@
 //!
 //! Reasons name the field, never its value: they reach logs.
 
+use std::borrow::Cow;
+
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -43,6 +45,16 @@ pub const FIELDS: [&str; 5] = ["id", "name", "email", "raffle", "tickets"];
 const MAX_TICKETS: i64 = 100;
 /// The fields that make two registrations the same one (a replay).
 const REGISTRATION_FIELDS: [&str; 4] = ["name", "email", "raffle", "tickets"];
+/// The largest body taken, in bytes (after base64 decoding; a base64 body
+/// is measured before it is decoded too). A registration with every field
+/// at its longest, each character escaped, fits several times over.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The deepest nesting taken: the body's object is level 1. A registration
+/// needs 1; the rest leaves room for the fields' own errors to answer.
+pub const MAX_DEPTH: usize = 8;
+/// The most fields (object members, at every depth) taken. A registration
+/// has at most 5.
+pub const MAX_FIELDS: usize = 32;
 /// The longest `Idempotency-Key` taken (quotes aside).
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// The namespace of the UUID v5 that turns an `Idempotency-Key` into a
@@ -53,9 +65,22 @@ pub const IDEMPOTENCY_NAMESPACE: uuid::Uuid =
 /// The response header that marks a replayed answer.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// Why a body is refused: the text of the 400.
+/// Why a request is refused: the text of the 400 (or, for a body over
+/// [`MAX_BODY_BYTES`], the 413; see [`BadRequest::status`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadRequest {
+    #[error("the body is empty; send the participant as JSON")]
+    NoBody,
+    #[error("the body is not valid base64")]
+    NotBase64,
+    #[error("the body is not UTF-8")]
+    NotUtf8,
+    #[error("the body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the body is nested deeper than {limit} levels (a registration is one flat object)")]
+    TooDeep { limit: usize },
+    #[error("the body has more than {limit} fields (a registration has at most 5)")]
+    TooManyFields { limit: usize },
     #[error("the body is not JSON: {0}")]
     NotJson(String),
     #[error("the body must be a JSON object")]
@@ -90,6 +115,17 @@ pub enum BadRequest {
     Participant(#[from] Invalid),
 }
 
+impl BadRequest {
+    /// The HTTP status that answers it: 413 for a body over the size
+    /// limit, 400 for everything else.
+    pub fn status(&self) -> i64 {
+        match self {
+            BadRequest::BodyTooLarge { .. } => 413,
+            _ => 400,
+        }
+    }
+}
+
 /// A registration that passed validation: the item to save.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registration {
@@ -106,6 +142,8 @@ pub fn validate(
     now: OffsetDateTime,
 ) -> Result<Registration, BadRequest> {
     let keyed_id = idempotency_key.map(id_for_key).transpose()?;
+    within_size_limit(body.len())?;
+    measure(body)?;
     let value: Value =
         serde_json::from_str(body).map_err(|e| BadRequest::NotJson(e.to_string()))?;
     let Value::Object(fields) = value else {
@@ -146,6 +184,53 @@ pub fn validate(
         serde_dynamo::to_item(&item).expect("a JSON object is a DynamoDB item");
     Participant::from_image(&image, max_message_bytes)?;
     Ok(Registration { id, item })
+}
+
+fn within_size_limit(bytes: usize) -> Result<(), BadRequest> {
+    if bytes > MAX_BODY_BYTES {
+        return Err(BadRequest::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a body nested deeper than [`MAX_DEPTH`] or with more than
+/// [`MAX_FIELDS`] fields, from one pass over its bytes that follows strings
+/// (brackets and colons in text are text), before any parser allocates for
+/// it. What it lets through, well-formed or not, is the parser's to judge.
+fn measure(body: &str) -> Result<(), BadRequest> {
+    let (mut depth, mut fields) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in body.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(BadRequest::TooDeep { limit: MAX_DEPTH });
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b':' => {
+                fields += 1;
+                if fields > MAX_FIELDS {
+                    return Err(BadRequest::TooManyFields { limit: MAX_FIELDS });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn text(
@@ -316,15 +401,14 @@ impl Registrar {
     /// an `Idempotency-Key` first used with another registration, 503 when
     /// the table is unavailable (the client may retry with the same key).
     pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        let content_type = request
+        let media_type = request
             .headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json");
-        if !content_type
-            .to_ascii_lowercase()
-            .starts_with("application/json")
-        {
+            .and_then(|v| v.split(';').next())
+            .map(str::trim);
+        if !media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json")) {
+            tracing::info!("registration refused: not application/json");
             return respond(
                 415,
                 json!({"error": "Content-Type must be application/json"}),
@@ -332,7 +416,7 @@ impl Registrar {
         }
         let body = match body_text(request) {
             Ok(body) => body,
-            Err(reason) => return respond(400, json!({ "error": reason })),
+            Err(reason) => return refuse(reason),
         };
         let key = match request
             .headers
@@ -388,24 +472,36 @@ impl Registrar {
     }
 }
 
-/// The 400 for a refused request, logged with its reason (which names a
-/// field, never a value).
+/// The 400 (or 413) for a refused request, logged with its reason (which
+/// names a field, never a value).
 fn refuse(reason: BadRequest) -> ApiGatewayV2httpResponse {
     tracing::info!(reason = %reason, "registration refused");
-    respond(400, json!({ "error": reason.to_string() }))
+    respond(reason.status(), json!({ "error": reason.to_string() }))
 }
 
-fn body_text(request: &ApiGatewayV2httpRequest) -> Result<String, String> {
+/// The request's body as text, measured before it is copied or decoded: a
+/// base64 body longer than the encoding of [`MAX_BODY_BYTES`] is refused
+/// undecoded.
+fn body_text(request: &ApiGatewayV2httpRequest) -> Result<Cow<'_, str>, BadRequest> {
     let Some(body) = request.body.as_deref() else {
-        return Err("the body is empty; send the participant as JSON".into());
+        return Err(BadRequest::NoBody);
     };
     if !request.is_base64_encoded {
-        return Ok(body.to_string());
+        within_size_limit(body.len())?;
+        return Ok(Cow::Borrowed(body));
+    }
+    if body.len() > MAX_BODY_BYTES.div_ceil(3) * 4 {
+        return Err(BadRequest::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(body)
-        .map_err(|_| "the body is not valid base64".to_string())?;
-    String::from_utf8(bytes).map_err(|_| "the body is not UTF-8".to_string())
+        .map_err(|_| BadRequest::NotBase64)?;
+    within_size_limit(bytes.len())?;
+    String::from_utf8(bytes)
+        .map(Cow::Owned)
+        .map_err(|_| BadRequest::NotUtf8)
 }
 
 fn respond(status: i64, body: Value) -> ApiGatewayV2httpResponse {
@@ -609,6 +705,107 @@ mod tests {
         ] {
             assert!(!same_registration(&stored, &retry(other)), "{other}");
         }
+    }
+
+    /// Size, nesting and field count are measured before the body is
+    /// parsed, and each has its own answer.
+    #[test]
+    fn bodies_are_measured_before_they_are_parsed() {
+        let big = format!(
+            r#"{{"name":"A","email":"a@b.co","raffle":"r"}}{}"#,
+            " ".repeat(MAX_BODY_BYTES)
+        );
+        let refused = check(&big).unwrap_err();
+        assert_eq!(
+            refused,
+            BadRequest::BodyTooLarge {
+                limit: MAX_BODY_BYTES
+            }
+        );
+        assert_eq!(refused.status(), 413);
+        let padded = format!(r#"{{"name":"A","email":"a@b.co","raffle":"r"}}"#);
+        let padded = format!("{padded:<MAX_BODY_BYTES$}");
+        assert!(check(&padded).is_ok(), "exactly the limit is taken");
+        let event = |body: &str, base64: bool| {
+            let mut event = ApiGatewayV2httpRequest::default();
+            event.body = Some(body.to_string());
+            event.is_base64_encoded = base64;
+            event
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&padded);
+        assert_eq!(body_text(&event(&encoded, true)).unwrap(), padded);
+        assert_eq!(body_text(&event(&padded, false)).unwrap(), padded);
+        let over = format!("{padded} ");
+        for (body, base64) in [
+            (over.clone(), false),
+            (
+                base64::engine::general_purpose::STANDARD.encode(&over),
+                true,
+            ),
+            (format!("{encoded}AAAA"), true),
+        ] {
+            assert_eq!(body_text(&event(&body, base64)).unwrap_err().status(), 413);
+        }
+
+        let deep = |levels: usize| {
+            format!(
+                r#"{{"name":{}1{},"email":"a@b.co","raffle":"r"}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        let too_deep = check(&deep(MAX_DEPTH)).unwrap_err();
+        assert_eq!(too_deep, BadRequest::TooDeep { limit: MAX_DEPTH });
+        assert_eq!(too_deep.status(), 400);
+        assert!(too_deep.to_string().contains("nested deeper than"));
+        assert_eq!(
+            check(&deep(MAX_DEPTH - 1)).unwrap_err(),
+            BadRequest::NotAString("name"),
+            "within the depth limit the field's own rule answers"
+        );
+        // Deeper than serde_json's own recursion limit: still our answer.
+        assert_eq!(
+            check(&"[".repeat(100_000)).unwrap_err().status(),
+            413,
+            "bigger than the limit"
+        );
+        assert_eq!(
+            check(&"[".repeat(MAX_BODY_BYTES)).unwrap_err(),
+            BadRequest::TooDeep { limit: MAX_DEPTH }
+        );
+
+        let many = |n: usize| {
+            let extra: String = (0..n).map(|i| format!(r#","f{i}":{i}"#)).collect();
+            format!(r#"{{"name":"A","email":"a@b.co","raffle":"r"{extra}}}"#)
+        };
+        let too_many = check(&many(MAX_FIELDS - 2)).unwrap_err();
+        assert_eq!(too_many, BadRequest::TooManyFields { limit: MAX_FIELDS });
+        assert!(too_many.to_string().contains("more than"));
+        assert_eq!(
+            check(&many(MAX_FIELDS - 3)).unwrap_err(),
+            BadRequest::UnknownField("f0".into())
+        );
+        let nested = format!(
+            r#"{{"name":{{{}}},"email":"a@b.co","raffle":"r"}}"#,
+            (0..MAX_FIELDS)
+                .map(|i| format!(r#""k{i}":1"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(
+            check(&nested).unwrap_err(),
+            BadRequest::TooManyFields { limit: MAX_FIELDS },
+            "fields count at every depth"
+        );
+
+        // Brackets, colons and quotes inside strings are text.
+        let name = r#"[[[[{{{{:::: \"[[[[:::: \\"#;
+        let r = check(&format!(
+            r#"{{"name":"{name}","email":"a@b.co","raffle":"{}"}}"#,
+            "[:".repeat(40)
+        ))
+        .unwrap();
+        assert_eq!(r.item["name"], r#"[[[[{{{{:::: "[[[[:::: \"#);
     }
 
     #[test]

@@ -329,3 +329,81 @@ async fn concurrent_requests_with_one_key_make_one_participant() {
         AttributeValue::S(ids[0].as_str().unwrap().into())
     );
 }
+
+/// What an abuser sends is measured before it is parsed: an oversized body
+/// is a 413 (a base64 one before it is decoded), a body without the JSON
+/// content type a 415, one nested too deep or with too many fields a 400
+/// that says so; none of them writes anything.
+#[tokio::test]
+async fn limits_are_answered_before_parsing() {
+    use raffle_outbox::register::{MAX_BODY_BYTES, MAX_DEPTH, MAX_FIELDS};
+    let env = common::env().await;
+    let registrar = registrar(&env);
+    let good = r#"{"name":"Zoë","email":"zoe@example.com","raffle":"summer-2026"}"#;
+    let oversized = format!("{good:<width$}", width = MAX_BODY_BYTES + 1);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&oversized);
+    let huge_encoded = "A".repeat(8 * MAX_BODY_BYTES);
+    for (body, base64) in [
+        (oversized.as_str(), false),
+        (encoded.as_str(), true),
+        (huge_encoded.as_str(), true),
+    ] {
+        let response = registrar
+            .handle(&request(Some(body), "application/json", base64))
+            .await;
+        assert_eq!(response.status_code, 413, "{} bytes", body.len());
+        let error = json_body(&response)["error"].as_str().unwrap().to_string();
+        assert!(error.contains(&MAX_BODY_BYTES.to_string()), "{error}");
+    }
+
+    let mut untyped = request(Some(good), "application/json", false);
+    untyped.headers.remove("content-type");
+    for request in [
+        untyped,
+        request(Some(good), "text/plain", false),
+        request(Some(good), "application/jsonp", false),
+        request(Some(good), "application/x-www-form-urlencoded", false),
+    ] {
+        let response = registrar.handle(&request).await;
+        assert_eq!(response.status_code, 415, "{:?}", request.headers);
+        assert!(json_body(&response)["error"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"));
+    }
+    let charset = registrar
+        .handle(&request(
+            Some(good),
+            "Application/JSON; charset=UTF-8",
+            false,
+        ))
+        .await;
+    assert_eq!(
+        charset.status_code, 201,
+        "parameters and case do not matter"
+    );
+
+    let deep = format!(
+        r#"{{"name":"A","email":"a@b.co","raffle":"r","tickets":{}1{}}}"#,
+        "[".repeat(MAX_DEPTH),
+        "]".repeat(MAX_DEPTH)
+    );
+    let fields: String = (0..MAX_FIELDS).map(|i| format!(r#","f{i}":0"#)).collect();
+    let wide = format!(r#"{{"name":"A","email":"a@b.co","raffle":"r"{fields}}}"#);
+    for (body, reason) in [
+        (deep, format!("nested deeper than {MAX_DEPTH} levels")),
+        (wide, format!("more than {MAX_FIELDS} fields")),
+    ] {
+        let response = registrar
+            .handle(&request(Some(&body), "application/json", false))
+            .await;
+        assert_eq!(response.status_code, 400);
+        let error = json_body(&response)["error"].as_str().unwrap().to_string();
+        assert!(error.contains(&reason), "{error}");
+    }
+    assert_eq!(
+        participants(&env).await.len(),
+        1,
+        "only the good registration"
+    );
+}
