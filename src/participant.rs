@@ -22,6 +22,11 @@ use serde_json::{Map, Number, Value};
 /// The attribute that holds the participant's id: the Kafka key.
 pub const ID_ATTRIBUTE: &str = "id";
 
+/// DynamoDB's limit on nesting: lists and maps inside one another, at most
+/// 32 deep. A deeper image cannot come from DynamoDB, and its JSON would be
+/// more than most JSON readers take (serde_json stops at 128 levels).
+pub const MAX_NESTING: usize = 32;
+
 /// A participant that passed validation, ready to be written to the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Participant {
@@ -45,10 +50,14 @@ pub enum Invalid {
     EmptyId,
     #[error("the participant is {size} bytes as JSON, over the {limit}-byte message limit")]
     TooLarge { size: usize, limit: usize },
+    #[error("the image nests lists and maps deeper than {limit} levels (DynamoDB's limit)")]
+    TooDeep { limit: usize },
 }
 
 impl Participant {
-    /// Validates a stream `NewImage` and maps it to JSON.
+    /// Validates a stream `NewImage` and maps it to JSON: refused when it
+    /// is empty, has no string `id`, nests deeper than [`MAX_NESTING`] or
+    /// maps to more than `max_bytes`.
     ///
     /// `max_bytes` is the largest JSON value the broker will take (Kafka's
     /// `message.max.bytes` less room for key and headers).
@@ -62,6 +71,12 @@ impl Participant {
             Some(AttributeValue::S(id)) => id.clone(),
             Some(other) => return Err(Invalid::IdNotString(type_name(other))),
         };
+        if image
+            .values()
+            .any(|value| nested_deeper_than(value, MAX_NESTING))
+        {
+            return Err(Invalid::TooDeep { limit: MAX_NESTING });
+        }
         let json = to_json(image).to_string();
         if json.len() > max_bytes {
             return Err(Invalid::TooLarge {
@@ -71,6 +86,17 @@ impl Participant {
         }
         Ok(Participant { id, json })
     }
+}
+
+/// Whether lists and maps nest more than `levels` deep in `value`; looks no
+/// deeper than that, so its own recursion is bounded.
+fn nested_deeper_than(value: &AttributeValue, levels: usize) -> bool {
+    let mut children: Box<dyn Iterator<Item = &AttributeValue>> = match value {
+        AttributeValue::L(list) => Box::new(list.iter()),
+        AttributeValue::M(map) => Box::new(map.values()),
+        _ => return false,
+    };
+    levels == 0 || children.any(|child| nested_deeper_than(child, levels - 1))
 }
 
 /// The whole image as a JSON object (see the module docs for the rules).
@@ -236,6 +262,40 @@ mod tests {
         let p = Participant::from_image(&image, 1000).unwrap();
         assert_eq!(p.json, r#"{"a":"1","b":"2","id":"p"}"#);
         assert_eq!(p.id, "p");
+    }
+
+    /// Found by the fuzzer (fuzz/regressions/participant_image): an image
+    /// nested deeper than DynamoDB allows (32 levels of lists and maps)
+    /// became JSON that serde_json, like most JSON readers, refuses to read
+    /// (past 128 levels), and every level was a stack frame of the mapping.
+    /// Such an image is refused with a reason; at DynamoDB's limit it maps.
+    #[test]
+    fn an_image_nested_past_dynamodbs_limit_is_refused() {
+        let nested = |levels: usize, maps: bool| {
+            let mut value = s("leaf");
+            for _ in 0..levels {
+                value = if maps {
+                    AttributeValue::M(HashMap::from([("n".to_string(), value)]))
+                } else {
+                    AttributeValue::L(vec![value])
+                };
+            }
+            item(vec![("id", s("p")), ("deep", value)])
+        };
+        for maps in [false, true] {
+            let at_limit = Participant::from_image(&nested(MAX_NESTING, maps), 900_000).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&at_limit.json).unwrap();
+            assert_eq!(json["id"], "p");
+            for levels in [MAX_NESTING + 1, 200, 1_000] {
+                assert_eq!(
+                    Participant::from_image(&nested(levels, maps), 900_000).unwrap_err(),
+                    Invalid::TooDeep { limit: MAX_NESTING },
+                    "{levels} levels"
+                );
+            }
+        }
+        let reason = Invalid::TooDeep { limit: MAX_NESTING }.to_string();
+        assert!(reason.contains("deeper than 32"), "{reason}");
     }
 
     #[test]
