@@ -113,14 +113,18 @@ pub struct Image {
     max_bytes: u32,
 }
 
-/// The deepest nesting [`Attr::Nested`] builds: far past DynamoDB's 32
-/// levels (and the 128 that serde_json lets a stream event carry).
-pub const MAX_LEVELS: u16 = 1_000;
+/// The deepest nesting an image is built with, all lists and maps counted:
+/// past DynamoDB's 32 levels and the 128 that serde_json lets a stream event
+/// carry. Not more: dropping a tree recurses once per level (in
+/// serde_dynamo's types, not ours), and a tree nested thousands deep took
+/// the fuzzer's stack with it (fuzz/regressions/participant_image/crash-aae4…).
+pub const MAX_LEVELS: usize = 300;
 
 impl Attr {
     /// The attribute value; `reversed` lists every set's members and every
     /// map's entries in the opposite order (DynamoDB keeps neither order).
-    fn build(&self, reversed: bool) -> AttributeValue {
+    /// Lists and maps nest at most `levels` deep (deeper ones are `NULL`).
+    fn build(&self, reversed: bool, levels: usize) -> AttributeValue {
         match self {
             Attr::S(s) => AttributeValue::S(s.clone()),
             Attr::N(n) => AttributeValue::N(n.clone()),
@@ -148,18 +152,24 @@ impl Attr {
             Attr::Bool(b) => AttributeValue::Bool(*b),
             Attr::Null => AttributeValue::Null(true),
             Attr::B(b) => AttributeValue::B(b.clone()),
-            Attr::L(list) => AttributeValue::L(list.iter().map(|a| a.build(reversed)).collect()),
-            Attr::M(entries) => AttributeValue::M(map(entries, reversed)),
+            Attr::L(_) | Attr::M(_) | Attr::Nested { .. } if levels == 0 => {
+                AttributeValue::Null(true)
+            }
+            Attr::L(list) => {
+                AttributeValue::L(list.iter().map(|a| a.build(reversed, levels - 1)).collect())
+            }
+            Attr::M(entries) => AttributeValue::M(map(entries, reversed, levels - 1)),
             Attr::Ss(set) => AttributeValue::Ss(in_order(set, reversed)),
             Attr::Ns(set) => AttributeValue::Ns(in_order(set, reversed)),
             Attr::Bs(set) => AttributeValue::Bs(in_order(set, reversed)),
             Attr::Nested {
-                levels,
+                levels: wanted,
                 maps,
                 inner,
             } => {
-                let mut value = inner.build(reversed);
-                for _ in 0..levels % (MAX_LEVELS + 1) {
+                let wrap = usize::from(*wanted).min(levels);
+                let mut value = inner.build(reversed, levels - wrap);
+                for _ in 0..wrap {
                     value = if *maps {
                         AttributeValue::M(HashMap::from([("n".to_string(), value)]))
                     } else {
@@ -183,7 +193,11 @@ fn in_order<T: Clone>(set: &[T], reversed: bool) -> Vec<T> {
 
 /// A map with each name once (the first one wins), inserted in order or
 /// reversed.
-fn map(entries: &[(String, Attr)], reversed: bool) -> HashMap<String, AttributeValue> {
+fn map(
+    entries: &[(String, Attr)],
+    reversed: bool,
+    levels: usize,
+) -> HashMap<String, AttributeValue> {
     let mut unique = BTreeMap::new();
     for (name, attr) in entries {
         unique.entry(name.clone()).or_insert(attr);
@@ -194,15 +208,15 @@ fn map(entries: &[(String, Attr)], reversed: bool) -> HashMap<String, AttributeV
     }
     entries
         .into_iter()
-        .map(|(name, attr)| (name, attr.build(reversed)))
+        .map(|(name, attr)| (name, attr.build(reversed, levels)))
         .collect()
 }
 
 impl Image {
     fn build(&self, reversed: bool) -> Item {
-        let mut attributes = map(&self.attributes, reversed);
+        let mut attributes = map(&self.attributes, reversed, MAX_LEVELS);
         if let Some(id) = &self.id {
-            attributes.insert("id".into(), id.build(reversed));
+            attributes.insert("id".into(), id.build(reversed, MAX_LEVELS));
         }
         Item::from(attributes)
     }
