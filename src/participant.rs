@@ -127,17 +127,18 @@ fn attribute_to_json(value: &AttributeValue) -> Value {
             Value::Array(sorted(set.clone()).into_iter().map(Value::String).collect())
         }
         AttributeValue::Ns(set) => {
-            let mut numbers = set.clone();
-            numbers.sort_by(|a, b| {
-                let (x, y) = (
-                    a.parse::<f64>().unwrap_or(f64::NAN),
-                    b.parse::<f64>().unwrap_or(f64::NAN),
-                );
-                x.partial_cmp(&y)
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then_with(|| a.cmp(b))
+            // One total order: finite numbers by value (then text: "1" and
+            // "1.0"), then infinities and NaN as f64 orders them, then
+            // members that are no number at all (never from DynamoDB), by text.
+            let mut numbers: Vec<(Option<f64>, &String)> =
+                set.iter().map(|n| (n.parse::<f64>().ok(), n)).collect();
+            numbers.sort_by(|(x, a), (y, b)| match (x, y) {
+                (Some(x), Some(y)) => x.total_cmp(y).then_with(|| a.cmp(b)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.cmp(b),
             });
-            Value::Array(numbers.iter().map(|n| number_to_json(n)).collect())
+            Value::Array(numbers.iter().map(|(_, n)| number_to_json(n)).collect())
         }
         AttributeValue::Bs(set) => Value::Array(sorted(set.clone()).iter().map(base64).collect()),
     }
@@ -296,6 +297,46 @@ mod tests {
         }
         let reason = Invalid::TooDeep { limit: MAX_NESTING }.to_string();
         assert!(reason.contains("deeper than 32"), "{reason}");
+    }
+
+    /// Found by the fuzzer (fuzz/regressions/participant_image/crash-c4e2…):
+    /// an NS with members that are not numbers was ordered by value where
+    /// both parsed and by text otherwise, which is no order at all ("9" <
+    /// "10" < "5x" < "9"), and Rust's sort panicked on it. DynamoDB stores
+    /// only numbers in an NS, so real sets never had this; they keep their
+    /// order (by value), and anything else sorts after them, by text.
+    #[test]
+    fn a_number_set_with_text_in_it_has_one_order() {
+        let ns = |members: &[&str]| {
+            attribute_to_json(&AttributeValue::Ns(
+                members.iter().map(|m| m.to_string()).collect(),
+            ))
+        };
+        assert_eq!(ns(&["10", "9", "5x"]), json!([9, 10, "5x"]));
+        assert_eq!(ns(&["5x", "10", "9"]), json!([9, 10, "5x"]));
+        assert_eq!(ns(&["9", "5x", "10"]), json!([9, 10, "5x"]));
+        assert_eq!(
+            ns(&["1e400", "NaN", "-1", "x", "2.5", ""]),
+            json!([-1, 2.5, "1e400", "NaN", "", "x"]),
+            "infinity and NaN parse: after every finite number"
+        );
+
+        let mut found: Vec<&str> = vec![""; 3];
+        found.push("68888888");
+        found.extend([""; 14]);
+        found.push("ǿ");
+        found.extend([""; 86]);
+        found.extend([
+            "999999999ggg\u{5}\0ggggggggggggggggg",
+            "99999999999999999999999999999999999",
+            "9999999",
+            "9999###",
+            "\u{1a}####",
+            "##",
+        ]);
+        let forward = ns(&found);
+        found.reverse();
+        assert_eq!(ns(&found), forward);
     }
 
     #[test]
