@@ -22,6 +22,11 @@ use serde_json::{Map, Number, Value};
 /// The attribute that holds the participant's id: the Kafka key.
 pub const ID_ATTRIBUTE: &str = "id";
 
+/// DynamoDB's limit on nesting: lists and maps inside one another, at most
+/// 32 deep. A deeper image cannot come from DynamoDB, and its JSON would be
+/// more than most JSON readers take (serde_json stops at 128 levels).
+pub const MAX_NESTING: usize = 32;
+
 /// A participant that passed validation, ready to be written to the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Participant {
@@ -45,10 +50,14 @@ pub enum Invalid {
     EmptyId,
     #[error("the participant is {size} bytes as JSON, over the {limit}-byte message limit")]
     TooLarge { size: usize, limit: usize },
+    #[error("the image nests lists and maps deeper than {limit} levels (DynamoDB's limit)")]
+    TooDeep { limit: usize },
 }
 
 impl Participant {
-    /// Validates a stream `NewImage` and maps it to JSON.
+    /// Validates a stream `NewImage` and maps it to JSON: refused when it
+    /// is empty, has no string `id`, nests deeper than [`MAX_NESTING`] or
+    /// maps to more than `max_bytes`.
     ///
     /// `max_bytes` is the largest JSON value the broker will take (Kafka's
     /// `message.max.bytes` less room for key and headers).
@@ -62,6 +71,12 @@ impl Participant {
             Some(AttributeValue::S(id)) => id.clone(),
             Some(other) => return Err(Invalid::IdNotString(type_name(other))),
         };
+        if image
+            .values()
+            .any(|value| nested_deeper_than(value, MAX_NESTING))
+        {
+            return Err(Invalid::TooDeep { limit: MAX_NESTING });
+        }
         let json = to_json(image).to_string();
         if json.len() > max_bytes {
             return Err(Invalid::TooLarge {
@@ -71,6 +86,17 @@ impl Participant {
         }
         Ok(Participant { id, json })
     }
+}
+
+/// Whether lists and maps nest more than `levels` deep in `value`; looks no
+/// deeper than that, so its own recursion is bounded.
+fn nested_deeper_than(value: &AttributeValue, levels: usize) -> bool {
+    let mut children: Box<dyn Iterator<Item = &AttributeValue>> = match value {
+        AttributeValue::L(list) => Box::new(list.iter()),
+        AttributeValue::M(map) => Box::new(map.values()),
+        _ => return false,
+    };
+    levels == 0 || children.any(|child| nested_deeper_than(child, levels - 1))
 }
 
 /// The whole image as a JSON object (see the module docs for the rules).
@@ -101,17 +127,18 @@ fn attribute_to_json(value: &AttributeValue) -> Value {
             Value::Array(sorted(set.clone()).into_iter().map(Value::String).collect())
         }
         AttributeValue::Ns(set) => {
-            let mut numbers = set.clone();
-            numbers.sort_by(|a, b| {
-                let (x, y) = (
-                    a.parse::<f64>().unwrap_or(f64::NAN),
-                    b.parse::<f64>().unwrap_or(f64::NAN),
-                );
-                x.partial_cmp(&y)
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then_with(|| a.cmp(b))
+            // One total order: finite numbers by value (then text: "1" and
+            // "1.0"), then infinities and NaN as f64 orders them, then
+            // members that are no number at all (never from DynamoDB), by text.
+            let mut numbers: Vec<(Option<f64>, &String)> =
+                set.iter().map(|n| (n.parse::<f64>().ok(), n)).collect();
+            numbers.sort_by(|(x, a), (y, b)| match (x, y) {
+                (Some(x), Some(y)) => x.total_cmp(y).then_with(|| a.cmp(b)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.cmp(b),
             });
-            Value::Array(numbers.iter().map(|n| number_to_json(n)).collect())
+            Value::Array(numbers.iter().map(|(_, n)| number_to_json(n)).collect())
         }
         AttributeValue::Bs(set) => Value::Array(sorted(set.clone()).iter().map(base64).collect()),
     }
@@ -236,6 +263,80 @@ mod tests {
         let p = Participant::from_image(&image, 1000).unwrap();
         assert_eq!(p.json, r#"{"a":"1","b":"2","id":"p"}"#);
         assert_eq!(p.id, "p");
+    }
+
+    /// Found by the fuzzer (fuzz/regressions/participant_image): an image
+    /// nested deeper than DynamoDB allows (32 levels of lists and maps)
+    /// became JSON that serde_json, like most JSON readers, refuses to read
+    /// (past 128 levels), and every level was a stack frame of the mapping.
+    /// Such an image is refused with a reason; at DynamoDB's limit it maps.
+    #[test]
+    fn an_image_nested_past_dynamodbs_limit_is_refused() {
+        let nested = |levels: usize, maps: bool| {
+            let mut value = s("leaf");
+            for _ in 0..levels {
+                value = if maps {
+                    AttributeValue::M(HashMap::from([("n".to_string(), value)]))
+                } else {
+                    AttributeValue::L(vec![value])
+                };
+            }
+            item(vec![("id", s("p")), ("deep", value)])
+        };
+        for maps in [false, true] {
+            let at_limit = Participant::from_image(&nested(MAX_NESTING, maps), 900_000).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&at_limit.json).unwrap();
+            assert_eq!(json["id"], "p");
+            for levels in [MAX_NESTING + 1, 200, 1_000] {
+                assert_eq!(
+                    Participant::from_image(&nested(levels, maps), 900_000).unwrap_err(),
+                    Invalid::TooDeep { limit: MAX_NESTING },
+                    "{levels} levels"
+                );
+            }
+        }
+        let reason = Invalid::TooDeep { limit: MAX_NESTING }.to_string();
+        assert!(reason.contains("deeper than 32"), "{reason}");
+    }
+
+    /// Found by the fuzzer (fuzz/regressions/participant_image/crash-c4e2…):
+    /// an NS with members that are not numbers was ordered by value where
+    /// both parsed and by text otherwise, which is no order at all ("9" <
+    /// "10" < "5x" < "9"), and Rust's sort panicked on it. DynamoDB stores
+    /// only numbers in an NS, so real sets never had this; they keep their
+    /// order (by value), and anything else sorts after them, by text.
+    #[test]
+    fn a_number_set_with_text_in_it_has_one_order() {
+        let ns = |members: &[&str]| {
+            attribute_to_json(&AttributeValue::Ns(
+                members.iter().map(|m| m.to_string()).collect(),
+            ))
+        };
+        assert_eq!(ns(&["10", "9", "5x"]), json!([9, 10, "5x"]));
+        assert_eq!(ns(&["5x", "10", "9"]), json!([9, 10, "5x"]));
+        assert_eq!(ns(&["9", "5x", "10"]), json!([9, 10, "5x"]));
+        assert_eq!(
+            ns(&["1e400", "NaN", "-1", "x", "2.5", ""]),
+            json!([-1, 2.5, "1e400", "NaN", "", "x"]),
+            "infinity and NaN parse: after every finite number"
+        );
+
+        let mut found: Vec<&str> = vec![""; 3];
+        found.push("68888888");
+        found.extend([""; 14]);
+        found.push("ǿ");
+        found.extend([""; 86]);
+        found.extend([
+            "999999999ggg\u{5}\0ggggggggggggggggg",
+            "99999999999999999999999999999999999",
+            "9999999",
+            "9999###",
+            "\u{1a}####",
+            "##",
+        ]);
+        let forward = ns(&found);
+        found.reverse();
+        assert_eq!(ns(&found), forward);
     }
 
     #[test]

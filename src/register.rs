@@ -12,31 +12,75 @@
 //!   registration with the same id is a 409). Ids are logged and kept, so
 //!   only a UUID is taken: nobody can make an email or a name an id;
 //! - the server adds `registered_at` (RFC 3339 UTC);
+//! - with an `Idempotency-Key` header (the IETF httpapi draft: 1–255
+//!   visible ASCII characters other than `"`, `\` and `,`, optionally
+//!   quoted as the draft's structured-field string), the participant id is
+//!   the key's UUID v5 ([`IDEMPOTENCY_NAMESPACE`]) and the body may not
+//!   carry an `id`. The conditional put of that id is the idempotency
+//!   record: a retry finds the participant its key made, and is answered as
+//!   the first request was (a replay) when its registration fields (`name`,
+//!   `email`, `raffle`, `tickets`) are the same, refused (422) otherwise;
 //! - then the stream handler's own rules ([`Participant::from_image`]): the
 //!   `id` is a non-empty string and the participant's JSON fits in a Kafka
 //!   message, so nothing accepted here is REJECTED later.
 //!
 //! Reasons name the field, never its value: they reach logs.
 
+use std::borrow::Cow;
+
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::outbox::row::rfc3339;
-use crate::outbox::store::written;
-use crate::outbox::Written;
-use crate::participant::{Invalid, Participant};
+use crate::participant::{to_json, Invalid, Participant};
 
 /// The fields a registration may carry.
 pub const FIELDS: [&str; 5] = ["id", "name", "email", "raffle", "tickets"];
 const MAX_TICKETS: i64 = 100;
+/// The fields that make two registrations the same one (a replay).
+const REGISTRATION_FIELDS: [&str; 4] = ["name", "email", "raffle", "tickets"];
+/// The largest body taken, in bytes (after base64 decoding; a base64 body
+/// is measured before it is decoded too). A registration with every field
+/// at its longest, each character escaped, fits several times over.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The deepest nesting taken: the body's object is level 1. A registration
+/// needs 1; the rest leaves room for the fields' own errors to answer.
+pub const MAX_DEPTH: usize = 8;
+/// The most fields (object members, at every depth) taken. A registration
+/// has at most 5.
+pub const MAX_FIELDS: usize = 32;
+/// The longest `Idempotency-Key` taken (quotes aside).
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// The namespace of the UUID v5 that turns an `Idempotency-Key` into a
+/// participant id. Fixed forever: changing it would make every retry of an
+/// earlier key a new participant.
+pub const IDEMPOTENCY_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5d0c_4f1e_9b3a_4c6e_8f21_7a9e_0b4d_c3a1);
+/// The response header that marks a replayed answer.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// Why a body is refused: the text of the 400.
+/// Why a request is refused: the text of the 400 (or, for a body over
+/// [`MAX_BODY_BYTES`], the 413; see [`BadRequest::status`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadRequest {
+    #[error("the body is empty; send the participant as JSON")]
+    NoBody,
+    #[error("the body is not valid base64")]
+    NotBase64,
+    #[error("the body is not UTF-8")]
+    NotUtf8,
+    #[error("the body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the body is nested deeper than {limit} levels (a registration is one flat object)")]
+    TooDeep { limit: usize },
+    #[error("the body has more than {limit} fields (a registration has at most 5)")]
+    TooManyFields { limit: usize },
     #[error("the body is not JSON: {0}")]
     NotJson(String),
     #[error("the body must be a JSON object")]
@@ -59,8 +103,27 @@ pub enum BadRequest {
     BadEmail,
     #[error("`tickets` must be an integer from 1 to {MAX_TICKETS}")]
     Tickets,
+    #[error(
+        "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters other than `\"`, `\\` and `,` (a UUID is best), optionally in double quotes"
+    )]
+    IdempotencyKey,
+    #[error(
+        "send either an `id` or an Idempotency-Key header, not both: the key names the participant"
+    )]
+    IdAndKey,
     #[error("{0}")]
     Participant(#[from] Invalid),
+}
+
+impl BadRequest {
+    /// The HTTP status that answers it: 413 for a body over the size
+    /// limit, 400 for everything else.
+    pub fn status(&self) -> i64 {
+        match self {
+            BadRequest::BodyTooLarge { .. } => 413,
+            _ => 400,
+        }
+    }
 }
 
 /// A registration that passed validation: the item to save.
@@ -70,12 +133,17 @@ pub struct Registration {
     pub item: Value,
 }
 
-/// Checks a body and builds the participant item (see the module docs).
+/// Checks a body (and the request's `Idempotency-Key`, if any) and builds
+/// the participant item (see the module docs).
 pub fn validate(
     body: &str,
+    idempotency_key: Option<&str>,
     max_message_bytes: usize,
     now: OffsetDateTime,
 ) -> Result<Registration, BadRequest> {
+    let keyed_id = idempotency_key.map(id_for_key).transpose()?;
+    within_size_limit(body.len())?;
+    measure(body)?;
     let value: Value =
         serde_json::from_str(body).map_err(|e| BadRequest::NotJson(e.to_string()))?;
     let Value::Object(fields) = value else {
@@ -84,9 +152,11 @@ pub fn validate(
     if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(BadRequest::UnknownField(unknown.clone()));
     }
-    let id = match fields.get("id") {
-        None => uuid::Uuid::new_v4().to_string(),
-        Some(id) => id.as_str().and_then(uuid_id).ok_or(BadRequest::NotAUuid)?,
+    let id = match (fields.get("id"), keyed_id) {
+        (Some(_), Some(_)) => return Err(BadRequest::IdAndKey),
+        (None, Some(id)) => id,
+        (None, None) => uuid::Uuid::new_v4().to_string(),
+        (Some(id), None) => id.as_str().and_then(uuid_id).ok_or(BadRequest::NotAUuid)?,
     };
     let name = text(&fields, "name", 200)?;
     let email = text(&fields, "email", 254)?;
@@ -116,6 +186,53 @@ pub fn validate(
     Ok(Registration { id, item })
 }
 
+fn within_size_limit(bytes: usize) -> Result<(), BadRequest> {
+    if bytes > MAX_BODY_BYTES {
+        return Err(BadRequest::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a body nested deeper than [`MAX_DEPTH`] or with more than
+/// [`MAX_FIELDS`] fields, from one pass over its bytes that follows strings
+/// (brackets and colons in text are text), before any parser allocates for
+/// it. What it lets through, well-formed or not, is the parser's to judge.
+fn measure(body: &str) -> Result<(), BadRequest> {
+    let (mut depth, mut fields) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in body.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(BadRequest::TooDeep { limit: MAX_DEPTH });
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b':' => {
+                fields += 1;
+                if fields > MAX_FIELDS {
+                    return Err(BadRequest::TooManyFields { limit: MAX_FIELDS });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn text(
     fields: &Map<String, Value>,
     field: &'static str,
@@ -139,6 +256,30 @@ fn uuid_id(id: &str) -> Option<String> {
     Some(uuid.hyphenated().to_string())
 }
 
+/// The participant id an `Idempotency-Key` header value names: the UUID v5
+/// of the key (without the quotes of its structured-field form), or
+/// [`BadRequest::IdempotencyKey`] when the value is not a key.
+pub fn id_for_key(value: &str) -> Result<String, BadRequest> {
+    let key = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let allowed = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ',');
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.chars().all(allowed) {
+        return Err(BadRequest::IdempotencyKey);
+    }
+    Ok(uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes()).to_string())
+}
+
+/// Whether a stored participant is the registration a retried request
+/// makes: the same [`REGISTRATION_FIELDS`] (not the same `registered_at`).
+fn same_registration(stored: &serde_dynamo::Item, retry: &Registration) -> bool {
+    let stored = to_json(stored);
+    REGISTRATION_FIELDS
+        .iter()
+        .all(|field| stored.get(field) == retry.item.get(field))
+}
+
 /// One `@` between a non-empty local part and a dotted domain, no spaces:
 /// enough to catch a wrong field, without pretending to validate deliverability.
 fn looks_like_email(email: &str) -> bool {
@@ -153,6 +294,20 @@ fn looks_like_email(email: &str) -> bool {
         && !email.chars().any(char::is_whitespace)
 }
 
+/// A registration that is in the participants table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    /// The participant's id.
+    pub id: String,
+    /// True when this request repeated an earlier one's `Idempotency-Key`
+    /// and registration: nothing was written, the first answer stands.
+    pub replayed: bool,
+    /// The write's request units as DynamoDB reported them (`None` for a
+    /// replay: a failed conditional put reports none, though it is billed
+    /// as a write of the stored item's size).
+    pub capacity_units: Option<f64>,
+}
+
 /// What a registration attempt came to.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
@@ -160,6 +315,8 @@ pub enum RegisterError {
     BadRequest(#[from] BadRequest),
     #[error("participant {0} is already registered")]
     Conflict(String),
+    #[error("this Idempotency-Key was first used for a different registration (participant {0}); use a new key for a new registration")]
+    KeyReused(String),
     #[error("the participants table did not take the item: {0}")]
     Store(String),
 }
@@ -182,9 +339,23 @@ impl Registrar {
     }
 
     /// Validates the body and saves the participant, unless one with its id
-    /// exists (a conditional put: a retried request never overwrites).
-    pub async fn register(&self, body: &str) -> Result<Registration, RegisterError> {
-        let registration = validate(body, self.max_message_bytes, OffsetDateTime::now_utc())?;
+    /// exists (a conditional put: a retried request never overwrites). When
+    /// it exists and the request has an `Idempotency-Key`, the stored
+    /// participant (returned by the failed put itself, so a replay costs
+    /// that one write and no read) decides: the same registration is a
+    /// replay, another one [`RegisterError::KeyReused`]. Without a key an
+    /// existing id is a [`RegisterError::Conflict`].
+    pub async fn register(
+        &self,
+        body: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Registered, RegisterError> {
+        let registration = validate(
+            body,
+            idempotency_key,
+            self.max_message_bytes,
+            OffsetDateTime::now_utc(),
+        )?;
         let item = serde_dynamo::to_item(&registration.item)
             .map_err(|e| RegisterError::Store(e.to_string()))?;
         let result = self
@@ -193,29 +364,51 @@ impl Registrar {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(id)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match written(result) {
-            Ok(Written::Yes) => Ok(registration),
-            Ok(Written::ConditionFailed) => Err(RegisterError::Conflict(registration.id)),
-            Err(e) => Err(RegisterError::Store(e.to_string())),
+        let id = registration.id.clone();
+        match result {
+            Ok(output) => Ok(Registered {
+                id,
+                replayed: false,
+                capacity_units: output.consumed_capacity().and_then(|c| c.capacity_units()),
+            }),
+            Err(e) => match e.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(failed) => {
+                    let stored = serde_dynamo::Item::from(failed.item.unwrap_or_default());
+                    match idempotency_key {
+                        None => Err(RegisterError::Conflict(id)),
+                        Some(_) if same_registration(&stored, &registration) => Ok(Registered {
+                            id,
+                            replayed: true,
+                            capacity_units: None,
+                        }),
+                        Some(_) => Err(RegisterError::KeyReused(id)),
+                    }
+                }
+                other => Err(RegisterError::Store(
+                    aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string(),
+                )),
+            },
         }
     }
 
-    /// The HTTP API handler: 201 with the id, 400 with the reason, 409 for
-    /// a known id, 415 for a body that is not JSON by its type, 503 when
-    /// the table is unavailable (the client may retry; the put is idempotent
-    /// for a given id).
+    /// The HTTP API handler: 201 with the id (and `Idempotent-Replayed:
+    /// true` when it repeats an earlier answer), 400 with the reason, 409
+    /// for a known id, 415 for a body that is not JSON by its type, 422 for
+    /// an `Idempotency-Key` first used with another registration, 503 when
+    /// the table is unavailable (the client may retry with the same key).
     pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        let content_type = request
+        let media_type = request
             .headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json");
-        if !content_type
-            .to_ascii_lowercase()
-            .starts_with("application/json")
-        {
+            .and_then(|v| v.split(';').next())
+            .map(str::trim);
+        if !media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json")) {
+            tracing::info!("registration refused: not application/json");
             return respond(
                 415,
                 json!({"error": "Content-Type must be application/json"}),
@@ -223,16 +416,43 @@ impl Registrar {
         }
         let body = match body_text(request) {
             Ok(body) => body,
-            Err(reason) => return respond(400, json!({ "error": reason })),
+            Err(reason) => return refuse(reason),
         };
-        match self.register(&body).await {
-            Ok(registration) => {
-                tracing::info!(participant_id = %registration.id, "participant registered");
-                respond(201, json!({ "id": registration.id }))
+        let key = match request
+            .headers
+            .get_all("idempotency-key")
+            .iter()
+            .collect::<Vec<_>>()[..]
+        {
+            [] => None,
+            [value] => match value.to_str() {
+                Ok(value) => Some(value),
+                Err(_) => return refuse(BadRequest::IdempotencyKey),
+            },
+            _ => return refuse(BadRequest::IdempotencyKey),
+        };
+        match self.register(&body, key).await {
+            Ok(registered) if registered.replayed => {
+                tracing::info!(participant_id = %registered.id, "registration replayed");
+                let mut response = respond(201, json!({ "id": registered.id }));
+                response.headers.insert(
+                    REPLAYED_HEADER,
+                    "true".parse().expect("a valid header value"),
+                );
+                response
             }
-            Err(RegisterError::BadRequest(reason)) => {
-                tracing::info!(reason = %reason, "registration refused");
-                respond(400, json!({ "error": reason.to_string() }))
+            Ok(registered) => {
+                tracing::info!(
+                    participant_id = %registered.id,
+                    capacity_units = registered.capacity_units,
+                    "participant registered"
+                );
+                respond(201, json!({ "id": registered.id }))
+            }
+            Err(RegisterError::BadRequest(reason)) => refuse(reason),
+            Err(e @ RegisterError::KeyReused(_)) => {
+                tracing::info!(reason = %e, "registration refused: key reused");
+                respond(422, json!({ "error": e.to_string() }))
             }
             Err(RegisterError::Conflict(id)) => {
                 tracing::info!(participant_id = %id, "registration refused: id exists");
@@ -252,17 +472,36 @@ impl Registrar {
     }
 }
 
-fn body_text(request: &ApiGatewayV2httpRequest) -> Result<String, String> {
+/// The 400 (or 413) for a refused request, logged with its reason (which
+/// names a field, never a value).
+fn refuse(reason: BadRequest) -> ApiGatewayV2httpResponse {
+    tracing::info!(reason = %reason, "registration refused");
+    respond(reason.status(), json!({ "error": reason.to_string() }))
+}
+
+/// The request's body as text, measured before it is copied or decoded: a
+/// base64 body longer than the encoding of [`MAX_BODY_BYTES`] is refused
+/// undecoded.
+fn body_text(request: &ApiGatewayV2httpRequest) -> Result<Cow<'_, str>, BadRequest> {
     let Some(body) = request.body.as_deref() else {
-        return Err("the body is empty; send the participant as JSON".into());
+        return Err(BadRequest::NoBody);
     };
     if !request.is_base64_encoded {
-        return Ok(body.to_string());
+        within_size_limit(body.len())?;
+        return Ok(Cow::Borrowed(body));
+    }
+    if body.len() > MAX_BODY_BYTES.div_ceil(3) * 4 {
+        return Err(BadRequest::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(body)
-        .map_err(|_| "the body is not valid base64".to_string())?;
-    String::from_utf8(bytes).map_err(|_| "the body is not UTF-8".to_string())
+        .map_err(|_| BadRequest::NotBase64)?;
+    within_size_limit(bytes.len())?;
+    String::from_utf8(bytes)
+        .map(Cow::Owned)
+        .map_err(|_| BadRequest::NotUtf8)
 }
 
 fn respond(status: i64, body: Value) -> ApiGatewayV2httpResponse {
@@ -284,7 +523,7 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-11-28 12:00:00.123 UTC);
 
     fn check(body: &str) -> Result<Registration, BadRequest> {
-        validate(body, 900_000, NOW)
+        validate(body, None, 900_000, NOW)
     }
 
     #[test]
@@ -392,10 +631,187 @@ mod tests {
         );
     }
 
+    /// The participant id of a keyed registration is the key's UUID v5:
+    /// the same key, the same id, so the conditional put finds the retry.
+    #[test]
+    fn an_idempotency_key_names_the_participant() {
+        let body = r#"{"name":"A","email":"a@b.co","raffle":"r"}"#;
+        let keyed = |key: &str| validate(body, Some(key), 900_000, NOW);
+        let key = "8e03978e-40d5-43e8-bc93-6894a57f9324";
+        let id = keyed(key).unwrap().id;
+        assert_eq!(
+            id,
+            uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes()).to_string()
+        );
+        assert_eq!(keyed(key).unwrap().id, id, "the same key, the same id");
+        assert_eq!(
+            keyed(&format!("\"{key}\"")).unwrap().id,
+            id,
+            "the draft's quoted form (a structured-field string) is the same key"
+        );
+        assert_ne!(keyed("another-key").unwrap().id, id);
+        assert_eq!(
+            keyed("k").unwrap().item["id"],
+            json!(keyed("k").unwrap().id)
+        );
+
+        for bad in [
+            "",
+            "\"\"",
+            "a b",
+            "a,b",
+            "zoë",
+            "a\\b",
+            "\"abc",
+            &"k".repeat(256),
+        ] {
+            assert_eq!(
+                keyed(bad).unwrap_err(),
+                BadRequest::IdempotencyKey,
+                "{bad:?}"
+            );
+        }
+        assert!(keyed(&"k".repeat(255)).is_ok());
+        let reason = BadRequest::IdempotencyKey.to_string();
+        assert!(reason.contains("Idempotency-Key"), "{reason}");
+
+        // A keyed request whose body names its own id is refused: the key
+        // names the participant.
+        let both = format!(r#"{{"id":"{key}","name":"A","email":"a@b.co","raffle":"r"}}"#);
+        assert_eq!(
+            validate(&both, Some(key), 900_000, NOW).unwrap_err(),
+            BadRequest::IdAndKey
+        );
+    }
+
+    /// A retry is the same registration when its fields say so: the same
+    /// name, email, raffle and tickets (tickets left out count as 1),
+    /// whatever the order, spacing or time.
+    #[test]
+    fn same_registration_compares_the_registration_fields() {
+        let stored = check(r#"{"name":"A","email":"a@b.co","raffle":"r"}"#).unwrap();
+        let stored = serde_dynamo::to_item(&stored.item).unwrap();
+        let later = NOW + time::Duration::minutes(5);
+        let retry = |body: &str| validate(body, Some("k"), 900_000, later).unwrap();
+        assert!(same_registration(
+            &stored,
+            &retry(r#"{ "raffle":"r", "email":"a@b.co", "name":"A", "tickets": 1 }"#)
+        ));
+        for other in [
+            r#"{"name":"B","email":"a@b.co","raffle":"r"}"#,
+            r#"{"name":"A","email":"b@b.co","raffle":"r"}"#,
+            r#"{"name":"A","email":"a@b.co","raffle":"s"}"#,
+            r#"{"name":"A","email":"a@b.co","raffle":"r","tickets":2}"#,
+        ] {
+            assert!(!same_registration(&stored, &retry(other)), "{other}");
+        }
+    }
+
+    /// Size, nesting and field count are measured before the body is
+    /// parsed, and each has its own answer.
+    #[test]
+    fn bodies_are_measured_before_they_are_parsed() {
+        let big = format!(
+            r#"{{"name":"A","email":"a@b.co","raffle":"r"}}{}"#,
+            " ".repeat(MAX_BODY_BYTES)
+        );
+        let refused = check(&big).unwrap_err();
+        assert_eq!(
+            refused,
+            BadRequest::BodyTooLarge {
+                limit: MAX_BODY_BYTES
+            }
+        );
+        assert_eq!(refused.status(), 413);
+        let body = r#"{"name":"A","email":"a@b.co","raffle":"r"}"#;
+        let padded = format!("{body:<MAX_BODY_BYTES$}");
+        assert!(check(&padded).is_ok(), "exactly the limit is taken");
+        let event = |body: &str, base64: bool| {
+            let mut event = ApiGatewayV2httpRequest::default();
+            event.body = Some(body.to_string());
+            event.is_base64_encoded = base64;
+            event
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&padded);
+        assert_eq!(body_text(&event(&encoded, true)).unwrap(), padded);
+        assert_eq!(body_text(&event(&padded, false)).unwrap(), padded);
+        let over = format!("{padded} ");
+        for (body, base64) in [
+            (over.clone(), false),
+            (
+                base64::engine::general_purpose::STANDARD.encode(&over),
+                true,
+            ),
+            (format!("{encoded}AAAA"), true),
+        ] {
+            assert_eq!(body_text(&event(&body, base64)).unwrap_err().status(), 413);
+        }
+
+        let deep = |levels: usize| {
+            format!(
+                r#"{{"name":{}1{},"email":"a@b.co","raffle":"r"}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        let too_deep = check(&deep(MAX_DEPTH)).unwrap_err();
+        assert_eq!(too_deep, BadRequest::TooDeep { limit: MAX_DEPTH });
+        assert_eq!(too_deep.status(), 400);
+        assert!(too_deep.to_string().contains("nested deeper than"));
+        assert_eq!(
+            check(&deep(MAX_DEPTH - 1)).unwrap_err(),
+            BadRequest::NotAString("name"),
+            "within the depth limit the field's own rule answers"
+        );
+        // Deeper than serde_json's own recursion limit: still our answer.
+        assert_eq!(
+            check(&"[".repeat(100_000)).unwrap_err().status(),
+            413,
+            "bigger than the limit"
+        );
+        assert_eq!(
+            check(&"[".repeat(MAX_BODY_BYTES)).unwrap_err(),
+            BadRequest::TooDeep { limit: MAX_DEPTH }
+        );
+
+        let many = |n: usize| {
+            let extra: String = (0..n).map(|i| format!(r#","f{i}":{i}"#)).collect();
+            format!(r#"{{"name":"A","email":"a@b.co","raffle":"r"{extra}}}"#)
+        };
+        let too_many = check(&many(MAX_FIELDS - 2)).unwrap_err();
+        assert_eq!(too_many, BadRequest::TooManyFields { limit: MAX_FIELDS });
+        assert!(too_many.to_string().contains("more than"));
+        assert_eq!(
+            check(&many(MAX_FIELDS - 3)).unwrap_err(),
+            BadRequest::UnknownField("f0".into())
+        );
+        let nested = format!(
+            r#"{{"name":{{{}}},"email":"a@b.co","raffle":"r"}}"#,
+            (0..MAX_FIELDS)
+                .map(|i| format!(r#""k{i}":1"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(
+            check(&nested).unwrap_err(),
+            BadRequest::TooManyFields { limit: MAX_FIELDS },
+            "fields count at every depth"
+        );
+
+        // Brackets, colons and quotes inside strings are text.
+        let name = r#"[[[[{{{{:::: \"[[[[:::: \\"#;
+        let r = check(&format!(
+            r#"{{"name":"{name}","email":"a@b.co","raffle":"{}"}}"#,
+            "[:".repeat(40)
+        ))
+        .unwrap();
+        assert_eq!(r.item["name"], r#"[[[[{{{{:::: "[[[[:::: \"#);
+    }
+
     #[test]
     fn the_stream_handlers_size_rule_applies() {
         let body = r#"{"name":"A","email":"a@b.co","raffle":"r"}"#;
-        let err = validate(body, 50, NOW).unwrap_err();
+        let err = validate(body, None, 50, NOW).unwrap_err();
         assert!(matches!(
             err,
             BadRequest::Participant(Invalid::TooLarge { limit: 50, .. })

@@ -560,3 +560,76 @@ fn functions_log_json_trace_and_have_a_dashboard() {
         );
     }
 }
+
+/// The public API's shared budget is the operator's to set: the stage's
+/// rate and burst are parameters (whole numbers, at least 1), and the
+/// register function has reserved concurrency, a small parameter of its
+/// own, so a flood of sign-ups can take neither the account's concurrency
+/// from the stream handler and relay nor more than its share; empty opts
+/// out, for accounts whose quota cannot spare it.
+#[test]
+fn the_public_api_is_throttled_and_register_has_reserved_concurrency() {
+    let template = template();
+    let parameters = &template["Parameters"];
+    for (name, default) in [
+        ("ApiThrottlingRateLimit", 100),
+        ("ApiThrottlingBurstLimit", 200),
+    ] {
+        let p = &parameters[name];
+        assert_eq!(p["Type"], "Number", "{name}");
+        assert_eq!(p["Default"], default, "{name}");
+        assert_eq!(p["MinValue"], 1, "{name}");
+    }
+    let routes = &template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"];
+    assert_eq!(
+        routes["ThrottlingRateLimit"],
+        json!({"Ref": "ApiThrottlingRateLimit"})
+    );
+    assert_eq!(
+        routes["ThrottlingBurstLimit"],
+        json!({"Ref": "ApiThrottlingBurstLimit"})
+    );
+
+    let p = &parameters["RegisterReservedConcurrency"];
+    let default: u32 = p["Default"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .expect("reserved by default");
+    assert!((5..=50).contains(&default), "a small default: {default}");
+    let pattern = regex_lite::Regex::new(p["AllowedPattern"].as_str().unwrap()).unwrap();
+    for ok in ["", "1", "10", "20", "999"] {
+        assert!(pattern.is_match(ok), "{ok:?} is allowed");
+    }
+    for refused in ["0", "01", "-1", "1.5", "x", " 2", "10000"] {
+        assert!(!pattern.is_match(refused), "{refused:?} is refused");
+    }
+    assert_eq!(
+        template["Conditions"]["ReservesRegisterConcurrency"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "RegisterReservedConcurrency"}, ""]}]})
+    );
+    let register = &template["Resources"]["RegisterFunction"];
+    assert_eq!(
+        register["Properties"]["ReservedConcurrentExecutions"],
+        json!({"Fn::If": [
+            "ReservesRegisterConcurrency",
+            {"Ref": "RegisterReservedConcurrency"},
+            {"Ref": "AWS::NoValue"}
+        ]})
+    );
+    let skipped: Vec<&str> = register["Metadata"]["checkov"]["skip"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !skipped.contains(&"CKV_AWS_115"),
+        "checkov's reserved-concurrency check is met, not skipped"
+    );
+    let events = &register["Properties"]["Events"]["Register"];
+    assert_eq!(events["Type"], "HttpApi");
+    assert_eq!(events["Properties"]["Method"], "POST");
+    assert_eq!(events["Properties"]["Path"], "/participants");
+    assert_eq!(events["Properties"]["PayloadFormatVersion"], "2.0");
+}

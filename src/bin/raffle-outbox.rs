@@ -76,6 +76,13 @@ enum Command {
         /// (0: skip; the README's figure is for 100,000).
         #[arg(long, default_value_t = 0)]
         reconcile_participants: usize,
+        /// Also register this many participants through the register
+        /// handler, with Idempotency-Key retries (0: skip).
+        #[arg(long, default_value_t = 0)]
+        register_participants: usize,
+        /// Clients registering at once (--register-participants).
+        #[arg(long, default_value_t = 32)]
+        register_clients: usize,
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -304,7 +311,7 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
                 &config.participants_table,
                 config.max_message_bytes,
             );
-            match registrar.register(&json).await {
+            match registrar.register(&json, None).await {
                 Ok(registration) => println!("{}", registration.id),
                 Err(error) => {
                     eprintln!("error: {error}");
@@ -317,6 +324,8 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
             participants,
             export_rows,
             reconcile_participants,
+            register_participants,
+            register_clients,
             json,
         } => {
             let figures = raffle_outbox::bench::run(
@@ -325,6 +334,7 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
                 participants,
                 export_rows,
                 reconcile_participants,
+                Some((register_participants, register_clients)),
             )
             .await?;
             if json {
