@@ -210,19 +210,32 @@ impl Relay {
     async fn relay_within(&self, ids: &[String], budget: Budget) -> Pass {
         let now = OffsetDateTime::now_utc();
         let lease_until = epoch_ms(now) + self.config.lease().as_millis() as i64;
-        let claimed = match self.outbox.claim(ids, &self.owner, now, lease_until).await {
-            Ok(rows) => rows,
-            Err(error) => {
-                tracing::error!(rows = ids.len(), %error, "claim failed; rows claimed are due again when their lease ends");
-                return Pass::failed(error);
+        let claimed = self.outbox.claim(ids, &self.owner, now, lease_until).await;
+        let mut pass = Pass::default();
+        for error in claimed.errors {
+            tracing::error!(%error, "claim failed; the row is due again later");
+            pass.error(error);
+        }
+        for (id, why) in &claimed.unreadable {
+            tracing::error!(outbox_id = %id, %why, "claimed row unreadable; row is FAILED, not sent");
+            pass.report.claimed += 1;
+            let reason = format!("corrupt row: {why}");
+            match self
+                .outbox
+                .mark_failed(id, Holder::Lease(&self.owner), &reason)
+                .await
+            {
+                Ok(Written::Yes) => pass.report.failed += 1,
+                Ok(Written::ConditionFailed) => pass.report.lost_lease += 1,
+                Err(error) => pass.error(error),
             }
-        };
+        }
+        let claimed = claimed.rows;
         // A claim counts an attempt before the send: past the limit, the
         // earlier claims spent them all without an outcome.
         let (exhausted, rows): (Vec<OutboxRow>, Vec<OutboxRow>) = claimed
             .into_iter()
             .partition(|row| row.attempts > self.config.max_attempts);
-        let mut pass = Pass::default();
         for row in &exhausted {
             let claims = row.attempts - 1;
             tracing::error!(outbox_id = %row.id, claims, "no outcome after as many claims as MAX_ATTEMPTS; row is FAILED, not sent");

@@ -8,6 +8,9 @@
 //! from its token (`X-Amz-Date`) and freezes the Python signer's clock at that
 //! second, so the comparison is exact, signature included.
 
+#[path = "support/python_tools.rs"]
+mod python_tools;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
@@ -63,18 +66,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-fn python_tools() -> String {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-tools"))
-        .output()
-        .expect("scripts/python-tools runs");
-    assert!(
-        out.status.success(),
-        "scripts/python-tools: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test]
 async fn our_token_is_the_reference_signers_token() {
     let credentials = Credentials::new(
@@ -98,8 +89,8 @@ async fn our_token_is_the_reference_signers_token() {
     let (base, params) = decode(&ours.value);
     let signing_time = params["X-Amz-Date"].clone();
 
-    let bin = python_tools();
-    let out = Command::new(format!("{bin}/python"))
+    let bin = python_tools::bin("lint");
+    let out = Command::new(bin.join("python"))
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/support/msk_iam_reference_token.py"

@@ -10,6 +10,8 @@
 //! response and lose nothing.
 
 mod common;
+#[path = "support/python_tools.rs"]
+mod python_tools;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -20,17 +22,6 @@ use std::time::{Duration, Instant};
 use raffle_outbox::outbox::Status;
 use raffle_outbox::stream::StreamPoller;
 use serde_json::{json, Value};
-
-/// The SAM tool set's bin directory (scripts/python-tools sam).
-fn sam_tools() -> PathBuf {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-tools"))
-        .arg("sam")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("scripts/python-tools runs");
-    assert!(out.status.success(), "scripts/python-tools sam failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 /// A process killed when the test ends, pass or fail.
 struct Running(Child);
@@ -66,7 +57,7 @@ impl Function {
     /// for `logical_id` and the runtime API's variables.
     fn start(binary: &str, env: HashMap<String, String>) -> Function {
         let port = free_port();
-        let emulator = Command::new(sam_tools().join("cargo-lambda"))
+        let emulator = Command::new(python_tools::bin("sam").join("cargo-lambda"))
             .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1"])
             .args(["-P", &port.to_string()])
             .current_dir(env!("CARGO_MANIFEST_DIR"))

@@ -7,25 +7,12 @@
 //! accepted and invalid ones refused.
 
 mod common;
+#[path = "support/python_tools.rs"]
+mod python_tools;
 #[path = "support/register_http.rs"]
 mod register_http;
 
-use std::process::Command;
-
 use raffle_outbox::register::Registrar;
-
-/// The project's Python tools' bin directory (installs them on first use).
-fn python_tools() -> String {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-tools"))
-        .output()
-        .expect("scripts/python-tools runs");
-    assert!(
-        out.status.success(),
-        "scripts/python-tools: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_register_handler_answers_as_openapi_yaml_says() {
@@ -36,12 +23,12 @@ async fn the_register_handler_answers_as_openapi_yaml_says() {
         env.config.max_message_bytes,
     );
     let address = register_http::serve(registrar).await;
-    let bin = python_tools();
+    let bin = python_tools::bin("lint");
     let root = env!("CARGO_MANIFEST_DIR");
     // Reports and caches land in a directory of the test's own.
     let scratch = std::env::temp_dir().join(format!("schemathesis-{}", env.suffix));
     std::fs::create_dir_all(&scratch).unwrap();
-    let run = tokio::process::Command::new(format!("{bin}/schemathesis"))
+    let run = tokio::process::Command::new(bin.join("schemathesis"))
         .current_dir(&scratch)
         .env(
             "SCHEMATHESIS_HOOKS",

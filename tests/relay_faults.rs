@@ -203,6 +203,62 @@ async fn a_corrupt_row_is_failed_and_the_rest_of_its_batch_is_sent() {
     assert_eq!(relay.sweep().await.unwrap().claimed, 0, "nothing is due");
 }
 
+/// A row whose stored item is not a readable outbox row (here: no
+/// `created_at`, written by hand) is claimed like the others, then made
+/// FAILED with the reason; the rows claimed with it are sent. Before, the
+/// unreadable item failed the whole claim: its batch-mates sat IN_FLIGHT
+/// until their lease ended, and the row was claimed again every time.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_row_is_failed_and_the_rows_claimed_with_it_are_sent() {
+    let env = common::env().await;
+    let now = OffsetDateTime::now_utc();
+    let good: Vec<OutboxRow> = (0..4).map(|n| row(n, now)).collect();
+    insert(&env, &good).await;
+    let bad = row(4, now);
+    let mut item: std::collections::HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(&bad).unwrap();
+    item.remove("created_at");
+    env.dynamodb
+        .put_item()
+        .table_name(&env.config.outbox_table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+
+    let relay = relay(&env).await;
+    let report = relay.sweep().await.expect("the sweep carries on");
+    assert_eq!(
+        (report.claimed, report.delivered, report.failed),
+        (5, 4, 1),
+        "{report:?}"
+    );
+    let stored = env
+        .dynamodb
+        .get_item()
+        .table_name(&env.config.outbox_table)
+        .key("id", AttributeValue::S(bad.id.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(stored["status"], AttributeValue::S("FAILED".into()));
+    let reason = stored["last_error"].as_s().unwrap();
+    assert!(reason.starts_with("corrupt row: "), "{reason}");
+    assert!(!stored.contains_key("due_at"), "out of the due index");
+    assert_eq!(relay.sweep().await.unwrap().claimed, 0, "nothing is due");
+    // Out of the way of the helper, which reads every row of the table.
+    env.dynamodb
+        .delete_item()
+        .table_name(&env.config.outbox_table)
+        .key("id", AttributeValue::S(bad.id.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_delivered_once(&env, &good, &env.read_topic(good.len())).await;
+}
+
 /// A failed send whose retry mark DynamoDB refuses does not keep the rows
 /// the broker acknowledged in the same batch from being marked DELIVERED
 /// (left unmarked, they would be sent again: duplicates).

@@ -42,6 +42,22 @@ const BATCH_CONCURRENCY: usize = 4;
 const INSERT_BATCH: usize = 100;
 const INSERT_BATCH_BYTES: usize = 3 * 1024 * 1024;
 
+/// What a claim came to, row by row: one row's trouble never fails the
+/// others' claims.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Rows now held under the caller's lease.
+    pub rows: Vec<OutboxRow>,
+    /// Rows now held under the caller's lease whose stored item is not a
+    /// readable outbox row: their ids and why. The caller makes them FAILED
+    /// (a row that cannot be read cannot be sent, and would be claimed
+    /// again at every lease's end).
+    pub unreadable: Vec<(String, String)>,
+    /// Claims DynamoDB refused or did not answer; those rows are due again
+    /// later (at their lease's end if the claim was written after all).
+    pub errors: Vec<StoreError>,
+}
+
 /// Who may move an IN_FLIGHT-or-new row on: the condition every state change
 /// of the relay is written under.
 #[derive(Debug, Clone, Copy)]
@@ -439,14 +455,14 @@ impl OutboxStore {
         owner: &str,
         now: OffsetDateTime,
         lease_until: i64,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
+    ) -> Claimed {
         let now = epoch_ms(now);
         let claims = ids.iter().cloned().map(|id| async move {
                 let result = self
                     .client
                     .update_item()
                     .table_name(&self.table)
-                    .key("id", s(id))
+                    .key("id", s(&id))
                     .condition_expression(
                         "(#status = :pending AND due_at <= :now) OR (#status = :in_flight AND lease_until < :now)",
                     )
@@ -465,21 +481,35 @@ impl OutboxStore {
                     .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await;
-                match result {
+                let outcome = match result {
                     Ok(out) => {
                         self.stats.record(1, out.consumed_capacity.as_slice());
-                        out.attributes.map(parse_row).transpose()
+                        match out.attributes.map(parse_row).transpose() {
+                            Ok(row) => Ok(row),
+                            // Ours now (the claim was written), but unreadable.
+                            Err(error) => Err(Err(error.to_string())),
+                        }
                     }
                     Err(e) if is_condition_failure(&e) => Ok(None),
-                    Err(e) => Err(StoreError::from_sdk(e)),
-                }
+                    Err(e) => Err(Ok(StoreError::from_sdk(e))),
+                };
+                (id, outcome)
             })
             .collect::<Vec<_>>();
-        let claimed: Vec<Option<OutboxRow>> = stream::iter(claims)
+        let outcomes: Vec<_> = stream::iter(claims)
             .buffer_unordered(WRITE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(claimed.into_iter().flatten().collect())
+            .collect()
+            .await;
+        let mut claimed = Claimed::default();
+        for (id, outcome) in outcomes {
+            match outcome {
+                Ok(Some(row)) => claimed.rows.push(row),
+                Ok(None) => {}
+                Err(Err(why)) => claimed.unreadable.push((id, why)),
+                Err(Ok(error)) => claimed.errors.push(error),
+            }
+        }
+        claimed
     }
 
     /// Marks rows DELIVERED with the broker's answers, if `holder` still
