@@ -264,12 +264,25 @@ async fn audit_commands_answer_who_when_where_and_why() {
         [rows[2].id.clone(), rows[3].id.clone(), rows[4].id.clone()],
         "since inclusive, until exclusive"
     );
-    let failed_list = ok(cli(
+    let listed = cli(
         &env,
         &["audit", "list", "--status", "FAILED", "--limit", "2"],
-    ));
+    );
+    let hint = String::from_utf8_lossy(&listed.stderr).into_owned();
+    let failed_list = ok(listed);
     assert!(failed_list.contains("MessageSizeTooLarge"), "{failed_list}");
-    assert!(failed_list.contains("more rows"), "{failed_list}");
+    assert!(hint.contains("more rows"), "the hint is on stderr: {hint}");
+    // With --json, stdout is JSON lines only: the hint goes to stderr.
+    let json_list = ok(cli(
+        &env,
+        &[
+            "audit", "list", "--status", "FAILED", "--limit", "1", "--json",
+        ],
+    ));
+    for line in json_list.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+    }
 
     // show: the whole row with its send response.
     let shown = ok(cli(&env, &["audit", "show", &rows[1].id]));

@@ -473,7 +473,8 @@ async fn print_rows(mut pages: Pages, limit: Option<usize>, json: bool) -> anyho
     while let Some(page) = pages.next().await? {
         for row in page {
             if printed == limit {
-                println!("… more rows: raise --limit, or use `audit export`");
+                // A hint, not a row: stderr, so `--json` keeps stdout JSON only.
+                eprintln!("… more rows: raise --limit, or use `audit export`");
                 return Ok(());
             }
             if json {

@@ -200,9 +200,17 @@ pub(crate) async fn ensure_running(
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
     // In memory: every `up` starts from empty tables, which is what tests want; `migrate`
-    // recreates them.
+    // recreates them. `-sharedDb`: one database whatever the credentials and region, so a
+    // user looking with the AWS CLI and their own credentials sees the stack's tables.
     service(cfg)
-        .ensure_running(|| command(install, cfg.dynamodb_port, &["-inMemory"], &work_dir))
+        .ensure_running(|| {
+            command(
+                install,
+                cfg.dynamodb_port,
+                &["-inMemory", "-sharedDb"],
+                &work_dir,
+            )
+        })
         .await
 }
 

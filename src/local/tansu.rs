@@ -30,9 +30,10 @@ use super::service::{Probe, Service};
 use super::{ServiceStatus, StackConfig};
 
 const VERSION: &str = "0.6.0";
-/// `dynostore` and `libsql` (SQLite) are the storage engines this project uses or may use;
-/// the default features pull in far more (Postgres, S3, lake houses) and build longer.
-const FEATURES: &str = "dynostore,libsql";
+/// `libsql` (SQLite) is the one storage engine the stack uses (the in-memory one answers
+/// ListOffsets and mid-batch fetches wrongly); `dynostore` (S3-style object storage) is left
+/// out: it pulls in the object-store crates and only lengthens the first install.
+const FEATURES: &str = "libsql";
 
 /// Environment variables tansu 0.6.0 reads as option defaults. Removed from the broker's
 /// environment so a developer's shell cannot silently change the local broker.
