@@ -247,18 +247,20 @@ struct Verdict {
 }
 
 /// Reconciles every participant in `options.range`. Missing ids go to
-/// `on_missing` as they are found, the running count of participants to
-/// `progress`; `on_problem` gets `--verify`'s findings.
+/// `on_missing` as they are found; `progress` gets the running count of
+/// participants and the table's item count (the total to expect);
+/// `verifier`, when given, checks every DELIVERED row found.
 pub async fn reconcile(
     tables: &Tables,
     options: &Options,
     verifier: Option<&mut crate::verify::Verifier<'_>>,
     on_missing: &mut dyn FnMut(&str),
-    progress: &dyn Fn(u64),
+    progress: &dyn Fn(u64, u64),
 ) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
     let now = OffsetDateTime::now_utc();
     let items = item_count(&tables.dynamodb, &tables.participants).await?;
+    progress(0, items);
     let segments = segments_for(items);
     let (sender, mut verdicts) = mpsc::channel::<Verdict>(4 * QUERY_CONCURRENCY);
     let scans: Vec<_> = (0..segments)
@@ -300,7 +302,7 @@ pub async fn reconcile(
                 }
             }
             if report.participants.is_multiple_of(1_000) {
-                progress(report.participants);
+                progress(report.participants, items);
             }
         }
         anyhow::Ok(())
@@ -312,14 +314,14 @@ pub async fn reconcile(
         v.check(chunk).await?;
         report.verify = Some(v.report());
     }
-    progress(report.participants);
+    progress(report.participants, items);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
 /// The participants table's item count (DynamoDB refreshes it about every
 /// six hours: a size hint for the segments and the progress bar, not a count).
-pub async fn item_count(dynamodb: &Client, table: &str) -> anyhow::Result<u64> {
+async fn item_count(dynamodb: &Client, table: &str) -> anyhow::Result<u64> {
     let out = dynamodb
         .describe_table()
         .table_name(table)

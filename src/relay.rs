@@ -217,43 +217,43 @@ impl Relay {
             pass.error(error);
         }
         for (id, why) in &claimed.unreadable {
-            tracing::error!(outbox_id = %id, %why, "claimed row unreadable; row is FAILED, not sent");
-            pass.report.claimed += 1;
-            let reason = format!("corrupt row: {why}");
-            match self
-                .outbox
-                .mark_failed(id, Holder::Lease(&self.owner), &reason)
-                .await
-            {
-                Ok(Written::Yes) => pass.report.failed += 1,
-                Ok(Written::ConditionFailed) => pass.report.lost_lease += 1,
-                Err(error) => pass.error(error),
-            }
+            self.fail_unsent(&mut pass, id, &format!("corrupt row: {why}"))
+                .await;
         }
-        let claimed = claimed.rows;
         // A claim counts an attempt before the send: past the limit, the
         // earlier claims spent them all without an outcome.
         let (exhausted, rows): (Vec<OutboxRow>, Vec<OutboxRow>) = claimed
+            .rows
             .into_iter()
             .partition(|row| row.attempts > self.config.max_attempts);
         for row in &exhausted {
             let claims = row.attempts - 1;
-            tracing::error!(outbox_id = %row.id, claims, "no outcome after as many claims as MAX_ATTEMPTS; row is FAILED, not sent");
-            pass.report.claimed += 1;
-            let written = self
-                .outbox
-                .mark_no_outcome(&row.id, &self.owner, claims)
-                .await;
-            if matches!(written, Ok(Written::Yes)) {
-                pass.report.failed += 1;
-            }
-            // An unwritten mark: the row is claimed again once its lease ends.
-            pass.outcome(row, written);
+            self.fail_unsent(
+                &mut pass,
+                &row.id,
+                &format!("no outcome after {claims} claims"),
+            )
+            .await;
         }
         pass += self
             .deliver(&rows, Holder::Lease(&self.owner), budget)
             .await;
         pass
+    }
+
+    /// Makes a row this relay just claimed FAILED with `reason`, unsent; an
+    /// unwritten mark leaves it to be claimed again once its lease ends.
+    async fn fail_unsent(&self, pass: &mut Pass, id: &str, reason: &str) {
+        tracing::error!(outbox_id = %id, %reason, "claimed row is FAILED, not sent");
+        pass.report.claimed += 1;
+        let written = self
+            .outbox
+            .mark_failed_unsent(id, &self.owner, reason)
+            .await;
+        if matches!(written, Ok(Written::Yes)) {
+            pass.report.failed += 1;
+        }
+        pass.outcome(id, written);
     }
 
     /// Sends rows the outbox stream handed to this relay, without a claim:
@@ -403,7 +403,7 @@ impl Relay {
         });
         for (row, report, written) in futures::future::join_all(failures).await {
             pass.report += report;
-            pass.outcome(row, written);
+            pass.outcome(&row.id, written);
         }
         pass
     }
@@ -422,7 +422,7 @@ impl Relay {
         tracing::error!(outbox_id = %row.id, error = %reason, "outbox row unreadable; row is FAILED");
         pass.report.failed += 1;
         let written = self.outbox.mark_failed(&row.id, holder, &reason).await;
-        pass.outcome(row, written);
+        pass.outcome(&row.id, written);
     }
 
     /// Logs each acknowledged row's send response and marks the rows
@@ -451,7 +451,7 @@ impl Relay {
             .mark_delivered_all(&marks, holder, now, expires_at, || failpoint("during_mark"))
             .await;
         for ((row, _), written) in acked.iter().zip(marked) {
-            pass.outcome(row, written);
+            pass.outcome(&row.id, written);
         }
     }
 
@@ -560,15 +560,15 @@ impl Pass {
 
     /// Counts what became of one row's state change: written, taken over
     /// by another relay, or an error.
-    fn outcome(&mut self, row: &OutboxRow, written: Result<Written, StoreError>) {
+    fn outcome(&mut self, id: &str, written: Result<Written, StoreError>) {
         match written {
             Ok(Written::Yes) => {}
             Ok(Written::ConditionFailed) => {
-                tracing::warn!(outbox_id = %row.id, "row changed hands before it was marked; the other relay will send it");
+                tracing::warn!(outbox_id = %id, "row changed hands before it was marked; the other relay will send it");
                 self.report.lost_lease += 1;
             }
             Err(error) => {
-                tracing::error!(outbox_id = %row.id, %error, "outbox row not marked; it is due again later");
+                tracing::error!(outbox_id = %id, %error, "outbox row not marked; it is due again later");
                 self.error(error);
             }
         }

@@ -145,7 +145,7 @@ async fn every_participant_is_classified_and_a_missing_one_is_repaired_delivered
         &mut |id| {
             reported.insert(id.to_string());
         },
-        &|_| {},
+        &|_, _| {},
     )
     .await
     .unwrap();

@@ -568,11 +568,7 @@ async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitC
         verify: args.verify,
     };
     let json = args.json;
-    let bar = (!json).then(|| reconcile_bar(&dynamodb, &config.participants_table));
-    let bar = match bar {
-        Some(bar) => bar.await,
-        None => None,
-    };
+    let bar = reconcile_bar(json);
     let mut problems = Vec::new();
     let mut on_problem = |p: &verify::Problem| problems.push(p.to_string());
     let mut verifier = if args.verify {
@@ -605,7 +601,12 @@ async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitC
         &options,
         verifier.as_mut(),
         &mut on_missing,
-        &|n| progress(&bar, n),
+        &|n, total| {
+            if let Some(bar) = &bar {
+                bar.set_length(total.max(n));
+            }
+            progress(&bar, n)
+        },
     )
     .await?;
     drop(verifier);
@@ -633,17 +634,14 @@ async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitC
     })
 }
 
-/// A progress bar over the participants table's item count, on a terminal.
-async fn reconcile_bar(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Option<indicatif::ProgressBar> {
+/// A progress bar over the participants table's item count (set as
+/// reconcile reads it), on a terminal and without `--json`.
+fn reconcile_bar(json: bool) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal as _;
-    if !std::io::stderr().is_terminal() {
+    if json || !std::io::stderr().is_terminal() {
         return None;
     }
-    let total = reconcile::item_count(dynamodb, table).await.unwrap_or(0);
-    let bar = indicatif::ProgressBar::new(total);
+    let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{bar:30} {human_pos}/{human_len} participants ({per_sec}, ETA {eta})",

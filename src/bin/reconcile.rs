@@ -33,7 +33,7 @@ async fn main() -> Result<(), Error> {
             &options,
             None,
             &mut |id| tracing::warn!(participant_id = id, "participant without an outbox row"),
-            &|_| {},
+            &|_, _| {},
         )
         .await?;
         tracing::info!(participants = report.participants, classes = ?report.classes, "reconcile done");

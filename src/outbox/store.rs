@@ -597,23 +597,19 @@ impl OutboxStore {
             .await
     }
 
-    /// FAILED, unsent, for a row just claimed by `owner` that had spent
-    /// all its attempts before this claim, the last of them on claims that
-    /// ended without an outcome (had a send been answered for the message's
-    /// fault at the limit, the row would be FAILED already): `last_error` is
-    /// "no outcome after N claims", N being those attempts, and this claim's
-    /// attempt is given back (nothing was sent), so `attempts` stays N.
-    pub async fn mark_no_outcome(
+    /// FAILED with `error`, unsent, for a row just claimed by `owner` that
+    /// must not be sent (out of attempts without an outcome, or unreadable):
+    /// this claim's attempt is given back, as nothing was sent.
+    pub async fn mark_failed_unsent(
         &self,
         id: &str,
         owner: &str,
-        claims: u32,
+        error: &str,
     ) -> Result<Written, StoreError> {
-        let error = format!("no outcome after {claims} claims");
         self.apply(&Transition::failed(
             id,
             Holder::Lease(owner),
-            &error,
+            error,
             Spent::Nothing,
         ))
         .await
