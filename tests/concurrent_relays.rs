@@ -78,3 +78,34 @@ async fn four_relays_send_each_row_exactly_once() {
         assert!(offsets.contains(&(row.kafka_partition.unwrap(), row.kafka_offset.unwrap())));
     }
 }
+
+/// tansu 0.6.0 looks each fetched record's headers up with this query (its
+/// `header_fetch.sql`); without an index on `header` every record read scanned
+/// every header the broker ever stored, and reading the 5,000 rows above took
+/// longer than the reader waits (seen failing in CI: 0 of 5,000 read in 60 s).
+#[tokio::test]
+async fn the_broker_finds_a_records_headers_by_index() {
+    let env = common::env().await;
+    let db = env.stack.run_dir().join("tansu").join("tansu.db");
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let plan: Vec<String> = connection
+        .prepare(
+            "explain query plan select h.k, h.v from header h \
+             join record r on h.topition = r.topition and h.offset_id = r.offset_id \
+             join topition tp on tp.id = r.topition join topic t on tp.topic = t.id \
+             join cluster c on t.cluster = c.id \
+             where c.name = ?1 and t.name = ?2 and tp.partition = ?3 and r.offset_id = ?4",
+        )
+        .unwrap()
+        .query_map(("tansu", &env.config.kafka_topic, 0, 0), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|step| step.starts_with("SEARCH h USING INDEX")),
+        "header lookup plan: {plan:?}"
+    );
+}
