@@ -37,6 +37,7 @@ pub mod relay;
 pub mod retention;
 pub mod stream;
 pub mod telemetry;
+pub mod trace;
 pub mod verify;
 
 pub use config::Config;
