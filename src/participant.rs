@@ -19,8 +19,16 @@ use base64::Engine as _;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Map, Number, Value};
 
+use crate::trace::TraceContext;
+
 /// The attribute that holds the participant's id: the Kafka key.
 pub const ID_ATTRIBUTE: &str = "id";
+
+/// The attribute `register` stores the registration's trace context in (a W3C `traceparent`
+/// value). It travels with the participant to the message's `traceparent` header and is not
+/// part of the message value. An attribute of this name that is not a `traceparent` is the
+/// participant's own data and stays in the value.
+pub const TRACE_ATTRIBUTE: &str = "trace_context";
 
 /// DynamoDB's limit on nesting: lists and maps inside one another, at most
 /// 32 deep. A deeper image cannot come from DynamoDB, and its JSON would be
@@ -34,6 +42,8 @@ pub struct Participant {
     pub id: String,
     /// The participant as JSON text: the Kafka message value, byte for byte.
     pub json: String,
+    /// The trace the participant was registered in ([`TRACE_ATTRIBUTE`]), if it carries one.
+    pub trace: Option<TraceContext>,
 }
 
 /// Why a stream image cannot become a participant. The text is stored on the
@@ -77,14 +87,24 @@ impl Participant {
         {
             return Err(Invalid::TooDeep { limit: MAX_NESTING });
         }
-        let json = to_json(image).to_string();
+        let trace = match image.get(TRACE_ATTRIBUTE) {
+            Some(AttributeValue::S(value)) => TraceContext::from_traceparent(value).ok(),
+            _ => None,
+        };
+        let mut value = to_json(image);
+        if trace.is_some() {
+            if let Value::Object(fields) = &mut value {
+                fields.remove(TRACE_ATTRIBUTE);
+            }
+        }
+        let json = value.to_string();
         if json.len() > max_bytes {
             return Err(Invalid::TooLarge {
                 size: json.len(),
                 limit: max_bytes,
             });
         }
-        Ok(Participant { id, json })
+        Ok(Participant { id, json, trace })
     }
 }
 
@@ -199,6 +219,25 @@ mod tests {
 
     fn s(v: &str) -> AttributeValue {
         AttributeValue::S(v.into())
+    }
+
+    #[test]
+    fn the_trace_context_travels_beside_the_value() {
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let image = item(vec![("id", s("p-1")), (TRACE_ATTRIBUTE, s(traceparent))]);
+        let participant = Participant::from_image(&image, 1000).unwrap();
+        assert_eq!(participant.json, r#"{"id":"p-1"}"#);
+        assert_eq!(participant.trace.unwrap().to_string(), traceparent);
+    }
+
+    #[test]
+    fn an_attribute_named_like_the_trace_that_is_not_one_is_data() {
+        let image = item(vec![("id", s("p-1")), (TRACE_ATTRIBUTE, s("mine"))]);
+        let participant = Participant::from_image(&image, 1000).unwrap();
+        assert_eq!(participant.json, r#"{"id":"p-1","trace_context":"mine"}"#);
+        assert_eq!(participant.trace, None);
+        let untraced = Participant::from_image(&item(vec![("id", s("p-2"))]), 1000).unwrap();
+        assert_eq!(untraced.trace, None);
     }
 
     #[test]
