@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod cmd;
 pub mod config;
 pub mod deadline;
 pub mod demo;

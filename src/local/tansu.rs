@@ -273,6 +273,27 @@ pub(crate) async fn ensure_topic(
     )
 }
 
+/// Deletes `topic` (see [`super::delete_topic`]); succeeds if it is not there.
+pub(crate) async fn delete_topic(cfg: &StackConfig, topic: &str) -> anyhow::Result<()> {
+    let bin = binary(&cfg.home);
+    if !bin.is_file() {
+        bail!("tansu is not installed under {}", cfg.home.display());
+    }
+    if existing_partitions(cfg, &bin, topic).await?.is_none() {
+        return Ok(());
+    }
+    let url = broker_url(cfg);
+    let output = run_cli(cfg, &bin, &["topic", "delete", topic, "--broker", &url]).await?;
+    if !output.success {
+        bail!(
+            "`tansu topic delete {topic}` failed: {}",
+            output.text.trim()
+        );
+    }
+    tracing::info!(topic, "topic deleted");
+    Ok(())
+}
+
 fn check_partitions(topic: &str, wanted: u32, existing: usize) {
     if existing == wanted as usize {
         tracing::debug!(topic, partitions = existing, "topic exists already");

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod cli;
+pub mod rows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Once;

@@ -1,0 +1,106 @@
+//! Progress on stderr for long work a person waits for: a bar when the total
+//! is known, a counting spinner otherwise. Only when stderr is a terminal
+//! (a pipe, a file or CI gets nothing), so `--json` stdout and logs stay clean.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A progress display, or nothing when stderr is not a terminal. Every
+/// method is a no-op on nothing; dropping it leaves the last state drawn,
+/// [`Progress::finish`] clears it.
+#[derive(Debug, Default)]
+pub struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    /// Nothing shown (for `--json`, or where no one watches).
+    pub fn hidden() -> Progress {
+        Progress(None)
+    }
+
+    /// A bar over `total` items, labelled `what` ("rows redriven").
+    pub fn bar(total: u64, what: &str) -> Progress {
+        Progress::on_terminal(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(style(&format!(
+                "{{bar:30}} {{human_pos}}/{{human_len}} {what} ({{per_sec}}, ETA {{eta}})"
+            )));
+            bar
+        })
+    }
+
+    /// A spinner counting items, labelled `what` ("DELIVERED rows changed").
+    pub fn counter(what: &str) -> Progress {
+        Progress::on_terminal(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(style(&format!(
+                "{{spinner}} {{human_pos}} {what} ({{per_sec}}, {{elapsed}})"
+            )));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        })
+    }
+
+    /// A spinner with a message that [`Progress::message`] replaces, for
+    /// work without a count (an index backfill).
+    pub fn spinner(message: &str) -> Progress {
+        Progress::on_terminal(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(style("{spinner} {msg} ({elapsed})"));
+            bar.set_message(message.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        })
+    }
+
+    fn on_terminal(make: impl FnOnce() -> ProgressBar) -> Progress {
+        Progress(std::io::stderr().is_terminal().then(make))
+    }
+
+    /// Whether anything is drawn (stderr is a terminal and it is not hidden).
+    pub fn is_shown(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Sets the count done so far.
+    pub fn set(&self, n: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_position(n);
+        }
+    }
+
+    /// Sets the total (for a bar whose total is learnt as it goes).
+    pub fn set_total(&self, total: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total);
+        }
+    }
+
+    /// Replaces a spinner's message.
+    pub fn message(&self, message: String) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(message);
+        }
+    }
+
+    /// Prints a line on stdout, the bar hidden meanwhile so the two do not
+    /// garble each other on one terminal.
+    pub fn println(&self, line: String) {
+        match &self.0 {
+            Some(bar) => bar.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    /// Removes the display.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("a valid template")
+}
