@@ -5,24 +5,6 @@ mod common;
 
 use common::cli::{assert_status, bin};
 
-/// The topics on the shared broker, as `tansu topic list` reports them.
-fn topics(env: &common::TestEnv) -> Vec<String> {
-    let tansu = env.stack.home.join("tansu-0.6.0").join("bin").join("tansu");
-    let broker = format!("tcp://{}", env.stack.kafka_bootstrap());
-    let output = std::process::Command::new(tansu)
-        .args(["topic", "list", "--broker", &broker])
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    let listing = text.lines().find(|l| l.starts_with('[')).unwrap();
-    let listing: Vec<serde_json::Value> = serde_json::from_str(listing).unwrap();
-    listing
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 async fn table_exists(env: &common::TestEnv, table: &str) -> bool {
     env.dynamodb
         .describe_table()
@@ -90,7 +72,7 @@ async fn demo_delivers_every_participant_and_reports_where() {
     raffle_outbox::local::delete_topic(&env.stack, topic)
         .await
         .unwrap();
-    assert!(!topics(&env).iter().any(|t| t == topic));
+    assert!(!common::topics::list(&env.stack).iter().any(|t| t == topic));
     for table in [outbox, participants] {
         env.dynamodb
             .delete_table()
@@ -101,7 +83,8 @@ async fn demo_delivers_every_participant_and_reports_where() {
     }
 }
 
-/// Without `--keep`, the demo's topic and tables are gone when it ends.
+/// Without `--keep`, the demo's topic and tables are gone when it ends, and
+/// only they (tansu's own `topic delete` took every topic with it).
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_deletes_its_tables_and_topic() {
     let env = common::env().await;
@@ -115,7 +98,9 @@ async fn demo_deletes_its_tables_and_topic() {
     let topic = name_after(&stdout, "participant → ");
     let participants = name_after(&stdout, "participants into ");
     assert!(topic.starts_with("demo-"), "{topic}");
-    assert!(!topics(&env).iter().any(|t| t == topic), "{topic} deleted");
+    let after = common::topics::list(&env.stack);
+    assert!(!after.iter().any(|t| t == topic), "{topic} deleted");
+    assert!(after.contains(&env.config.kafka_topic), "the others kept");
     assert!(
         !table_exists(&env, participants).await,
         "{participants} deleted"

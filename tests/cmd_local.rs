@@ -56,6 +56,14 @@ impl OwnStack {
             .unwrap()
     }
 
+    fn config(&self) -> StackConfig {
+        StackConfig {
+            home: self.home.clone(),
+            dynamodb_port: self.dynamodb_port,
+            kafka_port: self.kafka_port,
+        }
+    }
+
     fn data(&self) -> PathBuf {
         self.home.join("run").join("tansu")
     }
@@ -81,11 +89,12 @@ fn exists(path: &Path) -> bool {
     path.exists()
 }
 
-/// `local up`, then `local reset`: both services stopped, the broker's
-/// topics and records deleted (and said so), the installs kept; `status`
-/// then shows the stack stopped.
-#[test]
-fn reset_stops_the_stack_and_deletes_its_data() {
+/// `local up`; a topic deleted (`local::delete_topic`, as the demo and the
+/// bench delete theirs) leaves the others; then `local reset`: both
+/// services stopped, the broker's topics and records deleted (and said
+/// so), the installs kept; `status` then shows the stack stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_stops_the_stack_and_deletes_its_data() {
     let stack = OwnStack::new();
     let up = stack.local(&["up", "--json"]);
     assert_status(&up, 0);
@@ -94,6 +103,21 @@ fn reset_stops_the_stack_and_deletes_its_data() {
         exists(&stack.data().join("tansu.db")),
         "the broker stores its topic"
     );
+
+    // tansu 0.6.0's own `topic delete` deleted every topic: ours deletes one.
+    let config = stack.config();
+    for topic in ["drop-me", "keep-me"] {
+        raffle_outbox::local::ensure_topic(&config, topic, 3)
+            .await
+            .unwrap();
+    }
+    raffle_outbox::local::delete_topic(&config, "drop-me")
+        .await
+        .unwrap();
+    raffle_outbox::local::delete_topic(&config, "never-was")
+        .await
+        .unwrap();
+    assert_eq!(common::topics::list(&config), ["keep-me", "test-topic"]);
 
     let reset = stack.local(&["reset", "--json"]);
     assert_status(&reset, 0);

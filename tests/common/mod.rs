@@ -7,6 +7,7 @@
 pub mod broker;
 pub mod cli;
 pub mod rows;
+pub mod topics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Once;
