@@ -222,3 +222,34 @@ async fn logs_are_json_lines_on_a_pipe_and_q_quiets_them() {
     assert_status(&refused, 2);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("error: "));
 }
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), log lines
+/// are human-readable, not JSON. Skipped where `script` is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_human_readable_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` to give the command a terminal");
+        return;
+    }
+    let env = common::env().await;
+    let c = &env.config;
+    let command = format!(
+        "{} migrate --participants-table {}_tty --outbox-table {}_tty",
+        env!("CARGO_BIN_EXE_raffle-outbox"),
+        c.participants_table,
+        c.outbox_table
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    assert_status(&output, 0);
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(terminal.contains("migration applied"), "{terminal}");
+    assert!(terminal.contains("INFO"), "{terminal}");
+    assert!(!terminal.contains("{\"timestamp\""), "{terminal}");
+}
