@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
@@ -45,6 +46,13 @@ pub fn init() {
 /// level and format are Lambda's (see the module docs) and `level` is not
 /// used.
 pub fn init_with_level(level: Option<&str>) {
+    init_with(level, BoxMakeWriter::new(std::io::stderr))
+}
+
+/// [`init_with_level`], the human-readable lines (stderr is a terminal)
+/// written through `terminal`: the CLI's writer hides its progress bar
+/// while a line is written. `terminal` must write to stderr.
+pub fn init_with(level: Option<&str>, terminal: BoxMakeWriter) {
     use std::io::IsTerminal as _;
     match std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
         Ok(function) => init_lambda(function),
@@ -55,7 +63,7 @@ pub fn init_with_level(level: Option<&str>) {
                     let _ = tracing_subscriber::fmt()
                         .with_env_filter(filter)
                         .with_target(false)
-                        .with_writer(std::io::stderr)
+                        .with_writer(terminal)
                         .try_init();
                 }
                 LogFormat::Json => {

@@ -5,10 +5,12 @@
 
 use std::process::ExitCode;
 
+use raffle_outbox::cmd::progress::LogWriter;
 use raffle_outbox::cmd::{Cli, Command, Context, Outcome, COULD_NOT_RUN};
 use raffle_outbox::config::default_to_local_stack;
 use raffle_outbox::local::StackConfig;
 use raffle_outbox::telemetry;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse_args(std::env::args_os()) {
@@ -20,7 +22,9 @@ fn main() -> ExitCode {
     if std::env::var("RAFFLE_OUTBOX_TARGET").as_deref() != Ok("aws") {
         default_to_local_stack(&stack.dynamodb_endpoint());
     }
-    telemetry::init_with_level(cli.verbosity.directive());
+    // On a terminal, log lines make way for the progress bar.
+    let terminal = BoxMakeWriter::new(|| LogWriter);
+    telemetry::init_with(cli.verbosity.directive(), terminal);
     let ctx = Context {
         config: cli.config,
         stack,

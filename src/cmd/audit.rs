@@ -36,6 +36,7 @@ pub enum AuditAction {
         /// The state (any case).
         #[arg(long, value_parser = parse_status)]
         status: Status,
+        /// The rows' creation window.
         #[command(flatten)]
         window: Window,
         /// At most this many rows (a hint on stderr says when there are more).
@@ -69,6 +70,7 @@ pub enum AuditAction {
         /// States to export (repeat the flag); default every state.
         #[arg(long, value_parser = parse_status)]
         status: Vec<Status>,
+        /// The rows' creation window.
         #[command(flatten)]
         window: Window,
         /// Write here instead of stdout.

@@ -15,6 +15,8 @@
 //! - logs on stderr, human-readable on a terminal, JSON lines otherwise
 //!   ([`crate::telemetry`]), level from `-v`/`-q` or `RUST_LOG`.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod bench;
 pub mod demo;

@@ -3,9 +3,13 @@
 //! (a pipe, a file or CI gets nothing), so `--json` stdout and logs stay clean.
 
 use std::io::IsTerminal as _;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The display on the terminal now, for [`LogWriter`].
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// A progress display, or nothing when stderr is not a terminal. Every
 /// method is a no-op on nothing; dropping it leaves the last state drawn,
@@ -55,7 +59,11 @@ impl Progress {
     }
 
     fn on_terminal(make: impl FnOnce() -> ProgressBar) -> Progress {
-        Progress(std::io::stderr().is_terminal().then(make))
+        let bar = std::io::stderr().is_terminal().then(make);
+        if let Some(bar) = &bar {
+            *SHOWN.lock().expect("not poisoned") = Some(bar.clone());
+        }
+        Progress(bar)
     }
 
     /// Whether anything is drawn (stderr is a terminal and it is not hidden).
@@ -98,6 +106,35 @@ impl Progress {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Drop for Progress {
+    /// Log lines stop making way for it (one display at a time here).
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            *SHOWN.lock().expect("not poisoned") = None;
+        }
+    }
+}
+
+/// Stderr for log lines ([`crate::telemetry::init_with`]): the progress
+/// display, if any, is hidden while a line is written, so the two do not
+/// share a line of the terminal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let shown = SHOWN.lock().expect("not poisoned").clone();
+        match shown {
+            Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -15,6 +15,7 @@ pub struct RedriveArgs {
     /// The row to redrive (repeat for several).
     #[arg(long, conflicts_with_all = ["since", "until", "error_contains"])]
     pub id: Vec<String>,
+    /// The rows' creation window.
     #[command(flatten)]
     pub window: Window,
     /// Only rows whose last error contains this text.

@@ -12,6 +12,7 @@ use crate::verify::{self, Finding, Problem};
 /// `verify`'s arguments.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
+    /// The rows' creation window.
     #[command(flatten)]
     pub window: Window,
     /// One JSON object on stdout (the counts, `clean`, and every problem)
