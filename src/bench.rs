@@ -91,15 +91,35 @@ pub struct ExportFigures {
     pub index_backfill_s: f64,
 }
 
-/// A configuration of its own for one leg: fresh tables and topic.
+/// A configuration of its own for one leg: fresh tables and topic. The
+/// topic is listed in [`LEG_TOPICS`], for [`delete_leg_topics`].
 async fn leg(base: &Config, stack: &StackConfig, name: &str) -> anyhow::Result<Config> {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut config = base.clone();
     config.participants_table = format!("bench_{name}_participants_{suffix}");
     config.outbox_table = format!("bench_{name}_outbox_{suffix}");
     config.kafka_topic = format!("bench-{name}-{suffix}");
+    LEG_TOPICS
+        .lock()
+        .expect("not poisoned")
+        .push(config.kafka_topic.clone());
     local::ensure_topic(stack, &config.kafka_topic, 3).await?;
     Ok(config)
+}
+
+/// The topics the legs of this process created, until [`delete_leg_topics`].
+static LEG_TOPICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Deletes the topics [`run`]'s legs created (tansu's store slows down as it
+/// grows, and a 20,000-participant run writes ~150,000 messages); to call
+/// after `run`, whatever its outcome. Failures are logged, not returned.
+pub async fn delete_leg_topics(stack: &StackConfig) {
+    let topics = std::mem::take(&mut *LEG_TOPICS.lock().expect("not poisoned"));
+    for topic in topics {
+        if let Err(error) = local::delete_topic(stack, &topic).await {
+            tracing::warn!(topic, error = %format!("{error:#}"), "bench topic not deleted");
+        }
+    }
 }
 
 /// A leg that writes to DynamoDB: its configuration, and a DynamoDB Local
@@ -199,6 +219,10 @@ fn tenths(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
+/// Measures every leg (see the module docs) with `n` participants, plus the
+/// optional legs whose sizes are not 0 (`register`: participants and
+/// clients), each leg on tables and a topic of its own; brings the local
+/// stack up first. The legs' topics stay until [`delete_leg_topics`].
 pub async fn run(
     base: &Config,
     stack: &StackConfig,

@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod bench;
 pub mod capacity;
+pub mod cmd;
 pub mod config;
 pub mod deadline;
 pub mod demo;

@@ -3,8 +3,10 @@
 //! Log lines carry ids, topics, partitions and offsets; no code in this crate
 //! logs a participant's fields.
 //!
-//! Outside Lambda (the CLI, the local pipeline): JSON lines, `RUST_LOG` sets
-//! the level (default `info`).
+//! Outside Lambda (the CLI, the local pipeline): human-readable lines when
+//! stderr is a terminal, JSON lines otherwise (a pipe, a file, CI); the
+//! level is the CLI's `-v`/`-q` when given ([`init_with_level`]), else
+//! `RUST_LOG`, else `info`.
 //!
 //! In Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) the functions follow
 //! Lambda's conventions, as the Powertools logger shapes its lines, so a
@@ -24,6 +26,7 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
@@ -35,15 +38,63 @@ const XRAY_TRACE_ID: &str = "xrayTraceId";
 
 /// Installs the subscriber for this process (once; later calls do nothing).
 pub fn init() {
+    init_with_level(None)
+}
+
+/// [`init`], with `level` (a `tracing` directive such as `debug`, from the
+/// CLI's `-v`/`-q`) in place of `RUST_LOG` outside Lambda. In Lambda the
+/// level and format are Lambda's (see the module docs) and `level` is not
+/// used.
+pub fn init_with_level(level: Option<&str>) {
+    init_with(level, BoxMakeWriter::new(std::io::stderr))
+}
+
+/// [`init_with_level`], the human-readable lines (stderr is a terminal)
+/// written through `terminal`: the CLI's writer hides its progress bar
+/// while a line is written. `terminal` must write to stderr.
+pub fn init_with(level: Option<&str>, terminal: BoxMakeWriter) {
+    use std::io::IsTerminal as _;
     match std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
         Ok(function) => init_lambda(function),
         Err(_) => {
-            let _ = tracing_subscriber::fmt()
-                .json()
-                .with_env_filter(filter(None))
-                .with_current_span(false)
-                .with_writer(std::io::stderr)
-                .try_init();
+            let filter = level.map_or_else(|| filter(None), EnvFilter::new);
+            match LogFormat::for_stderr(std::io::stderr().is_terminal()) {
+                LogFormat::Text => {
+                    let _ = tracing_subscriber::fmt()
+                        .with_env_filter(filter)
+                        .with_target(false)
+                        .with_writer(terminal)
+                        .try_init();
+                }
+                LogFormat::Json => {
+                    let _ = tracing_subscriber::fmt()
+                        .json()
+                        .with_env_filter(filter)
+                        .with_current_span(false)
+                        .with_writer(std::io::stderr)
+                        .try_init();
+                }
+            }
+        }
+    }
+}
+
+/// The shape of log lines outside Lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event (time, level, message, fields).
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`).
+    Json,
+}
+
+impl LogFormat {
+    /// Text for a person at a terminal, JSON for a program reading a pipe
+    /// or a file.
+    pub fn for_stderr(is_terminal: bool) -> LogFormat {
+        match is_terminal {
+            true => LogFormat::Text,
+            false => LogFormat::Json,
         }
     }
 }
@@ -182,6 +233,12 @@ impl Visit for Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_are_text_on_a_terminal_and_json_elsewhere() {
+        assert_eq!(LogFormat::for_stderr(true), LogFormat::Text);
+        assert_eq!(LogFormat::for_stderr(false), LogFormat::Json);
+    }
 
     #[test]
     fn lambda_levels_map_to_tracing_directives() {

@@ -273,6 +273,50 @@ pub(crate) async fn ensure_topic(
     )
 }
 
+/// Deletes `topic` and its records (see [`super::delete_topic`]); succeeds if it is not there.
+///
+/// Not with `tansu topic delete`: tansu 0.6.0's `topic_delete_by.sql` deletes every topic of
+/// the cluster that has a topic of that name (its `where` names the cluster, not the topic),
+/// seen wiping the shared broker. Instead, one SQLite transaction on the broker's database
+/// deletes the topic's headers and records, then the topic, whose partitions, watermarks,
+/// configuration and offsets go with it (`on delete cascade`). The broker reads topics from
+/// the database at each request, so the topic is gone for its clients at once.
+pub(crate) async fn delete_topic(cfg: &StackConfig, topic: &str) -> anyhow::Result<()> {
+    let db = database(cfg);
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || delete_topic_rows(&db, &topic)).await?
+}
+
+fn delete_topic_rows(db: &Path, topic: &str) -> anyhow::Result<()> {
+    let mut connection = rusqlite::Connection::open(db)
+        .with_context(|| format!("opening the broker's database {}", db.display()))?;
+    connection.busy_timeout(Duration::from_secs(30))?;
+    connection.pragma_update(None, "foreign_keys", true)?;
+    let tx = connection.transaction()?;
+    let ids: Vec<i64> = tx
+        .prepare("select id from topic where name = ?1")?
+        .query_map([topic], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        let topitions = "select id from topition where topic = ?1";
+        tx.execute(
+            &format!("delete from header where topition in ({topitions})"),
+            [id],
+        )?;
+        tx.execute(
+            &format!("delete from record where topition in ({topitions})"),
+            [id],
+        )?;
+        tx.execute("delete from topic where id = ?1", [id])?;
+    }
+    tx.commit()
+        .with_context(|| format!("deleting topic {topic} from {}", db.display()))?;
+    if !ids.is_empty() {
+        tracing::info!(topic, "topic deleted");
+    }
+    Ok(())
+}
+
 fn check_partitions(topic: &str, wanted: u32, existing: usize) {
     if existing == wanted as usize {
         tracing::debug!(topic, partitions = existing, "topic exists already");

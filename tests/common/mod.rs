@@ -5,6 +5,9 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod cli;
+pub mod rows;
+pub mod topics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Once;
