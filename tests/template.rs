@@ -102,6 +102,49 @@ fn functions_are_arm64_rust_binaries_with_30_second_timeouts() {
     }
 }
 
+/// The Lambdas link only what they run: `sam build` (rust-cargolambda) runs
+/// `cargo lambda build --bin <Binary>`, which reads
+/// `[package.metadata.lambda.build]` from Cargo.toml and so builds without
+/// the default `dev` feature (the local stack, bench, demo); the function
+/// binaries need no feature, and the CLI, which does, is never a function.
+#[test]
+fn the_lambdas_are_built_without_the_dev_tools() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    let section = |name: &str| -> Vec<String> {
+        let header = format!("[{name}]");
+        manifest
+            .lines()
+            .skip_while(|line| line.trim() != header)
+            .skip(1)
+            .take_while(|line| !line.trim_start().starts_with('['))
+            .map(|line| line.split('#').next().unwrap().replace(' ', ""))
+            .filter(|line| !line.is_empty())
+            .collect()
+    };
+    assert!(
+        section("package.metadata.lambda.build").contains(&"no_default_features=true".into()),
+        "cargo-lambda builds without default features"
+    );
+    assert!(section("features").contains(&r#"default=["dev"]"#.into()));
+    let template = template();
+    let functions = template["Resources"].as_object().unwrap().values();
+    let binaries: Vec<&str> = functions
+        .filter(|r| r["Metadata"]["BuildMethod"] == "rust-cargolambda")
+        .map(|r| r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap())
+        .collect();
+    assert_eq!(binaries.len(), 4, "{binaries:?}");
+    assert!(!binaries.contains(&"raffle-outbox"));
+    for binary in binaries {
+        let main = format!("{}/src/bin/{binary}.rs", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&main).expect("the function's main");
+        assert!(
+            !text.contains("cfg(feature"),
+            "{main} builds without features"
+        );
+    }
+}
+
 /// The participants stream is retried until the stream handler succeeds: its
 /// records are the only copy of a registration the outbox does not have yet,
 /// and DynamoDB Streams drops them after 24 h, so no retry limit, no record
