@@ -128,3 +128,52 @@ impl Relay {
         outbox_rows(event)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, event_id: &str, sequence_number: &str) -> EventRecord {
+        let mut record = EventRecord::default();
+        record.event_name = name.to_string();
+        record.event_id = event_id.to_string();
+        record.change.sequence_number = Some(sequence_number.to_string());
+        record
+    }
+
+    /// INSERTs become the batch, in order, with their source; MODIFY and
+    /// REMOVE are only counted; the records to retry come back by sequence
+    /// number, as the event source mapping reads `batchItemFailures`.
+    #[test]
+    fn a_batch_is_its_inserts_and_its_failures_are_named_by_sequence_number() {
+        let mut event = Event::default();
+        event.records = vec![
+            record("INSERT", "e1", "100"),
+            record("MODIFY", "e2", "200"),
+            record("INSERT", "e3", "300"),
+            record("REMOVE", "e4", "400"),
+        ];
+        let batch = participants_batch(&event);
+        assert_eq!(batch.ignored, 2);
+        let ids: Vec<&str> = batch
+            .inserts
+            .iter()
+            .map(|i| i.source.event_id.as_str())
+            .collect();
+        assert_eq!(ids, ["e1", "e3"]);
+
+        let handled = Handled {
+            retry: vec![batch.inserts[1].source.clone()],
+            counts: BatchCounts::default(),
+        };
+        let failures: Vec<Option<String>> = batch_response(&handled)
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        assert_eq!(failures, [Some("300".to_string())]);
+        assert!(batch_response(&Handled::default())
+            .batch_item_failures
+            .is_empty());
+    }
+}
