@@ -14,17 +14,31 @@
 //! compliance team receives; [`metrics`] is the relay's CloudWatch output;
 //! [`deadline`] keeps each Lambda invocation inside its time;
 //! [`migrate`] owns the table definitions; [`pipeline`] runs the whole path
-//! locally, where [`local`] provides DynamoDB Local and the broker.
+//! locally, where `local` provides DynamoDB Local and the broker.
+//!
+//! [`lambda`] holds the Lambdas' entry points, one module per event source
+//! (the DynamoDB stream, the schedule, the HTTP API): the only code that
+//! knows `aws_lambda_events`' types besides the tests.
+//!
+//! The feature `dev` (on by default) adds the developer's tools: `local`
+//! (the local stack and its installers), `bench` and `demo`. The Lambdas are
+//! built without it (see `[package.metadata.lambda.build]` in Cargo.toml).
 
 pub mod audit;
+#[cfg(feature = "dev")]
 pub mod bench;
+#[cfg(feature = "dev")]
 pub mod capacity;
+#[cfg(feature = "dev")]
 pub mod cmd;
 pub mod config;
 pub mod deadline;
+#[cfg(feature = "dev")]
 pub mod demo;
 pub mod failpoint;
 pub mod kafka;
+pub mod lambda;
+#[cfg(feature = "dev")]
 pub mod local;
 pub mod metrics;
 pub mod migrate;

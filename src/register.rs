@@ -26,14 +26,9 @@
 //!
 //! Reasons name the field, never its value: they reach logs.
 
-use std::borrow::Cow;
-
-use aws_lambda_events::encodings::Body;
-use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
@@ -186,7 +181,8 @@ pub fn validate(
     Ok(Registration { id, item })
 }
 
-fn within_size_limit(bytes: usize) -> Result<(), BadRequest> {
+/// Refuses a body over [`MAX_BODY_BYTES`] (413), before it is parsed.
+pub(crate) fn within_size_limit(bytes: usize) -> Result<(), BadRequest> {
     if bytes > MAX_BODY_BYTES {
         return Err(BadRequest::BodyTooLarge {
             limit: MAX_BODY_BYTES,
@@ -394,125 +390,6 @@ impl Registrar {
             },
         }
     }
-
-    /// The HTTP API handler: 201 with the id (and `Idempotent-Replayed:
-    /// true` when it repeats an earlier answer), 400 with the reason, 409
-    /// for a known id, 415 for a body that is not JSON by its type, 422 for
-    /// an `Idempotency-Key` first used with another registration, 503 when
-    /// the table is unavailable (the client may retry with the same key).
-    pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        let media_type = request
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::trim);
-        if !media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json")) {
-            tracing::info!("registration refused: not application/json");
-            return respond(
-                415,
-                json!({"error": "Content-Type must be application/json"}),
-            );
-        }
-        let body = match body_text(request) {
-            Ok(body) => body,
-            Err(reason) => return refuse(reason),
-        };
-        let key = match request
-            .headers
-            .get_all("idempotency-key")
-            .iter()
-            .collect::<Vec<_>>()[..]
-        {
-            [] => None,
-            [value] => match value.to_str() {
-                Ok(value) => Some(value),
-                Err(_) => return refuse(BadRequest::IdempotencyKey),
-            },
-            _ => return refuse(BadRequest::IdempotencyKey),
-        };
-        match self.register(&body, key).await {
-            Ok(registered) if registered.replayed => {
-                tracing::info!(participant_id = %registered.id, "registration replayed");
-                let mut response = respond(201, json!({ "id": registered.id }));
-                response.headers.insert(
-                    REPLAYED_HEADER,
-                    "true".parse().expect("a valid header value"),
-                );
-                response
-            }
-            Ok(registered) => {
-                tracing::info!(
-                    participant_id = %registered.id,
-                    capacity_units = registered.capacity_units,
-                    "participant registered"
-                );
-                respond(201, json!({ "id": registered.id }))
-            }
-            Err(RegisterError::BadRequest(reason)) => refuse(reason),
-            Err(e @ RegisterError::KeyReused(_)) => {
-                tracing::info!(reason = %e, "registration refused: key reused");
-                respond(422, json!({ "error": e.to_string() }))
-            }
-            Err(RegisterError::Conflict(id)) => {
-                tracing::info!(participant_id = %id, "registration refused: id exists");
-                respond(
-                    409,
-                    json!({ "error": format!("participant {id} is already registered") }),
-                )
-            }
-            Err(RegisterError::Store(error)) => {
-                tracing::error!(error = %error, "registration not saved");
-                respond(
-                    503,
-                    json!({ "error": "the registration could not be saved; try again" }),
-                )
-            }
-        }
-    }
-}
-
-/// The 400 (or 413) for a refused request, logged with its reason (which
-/// names a field, never a value).
-fn refuse(reason: BadRequest) -> ApiGatewayV2httpResponse {
-    tracing::info!(reason = %reason, "registration refused");
-    respond(reason.status(), json!({ "error": reason.to_string() }))
-}
-
-/// The request's body as text, measured before it is copied or decoded: a
-/// base64 body longer than the encoding of [`MAX_BODY_BYTES`] is refused
-/// undecoded.
-fn body_text(request: &ApiGatewayV2httpRequest) -> Result<Cow<'_, str>, BadRequest> {
-    let Some(body) = request.body.as_deref() else {
-        return Err(BadRequest::NoBody);
-    };
-    if !request.is_base64_encoded {
-        within_size_limit(body.len())?;
-        return Ok(Cow::Borrowed(body));
-    }
-    if body.len() > MAX_BODY_BYTES.div_ceil(3) * 4 {
-        return Err(BadRequest::BodyTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|_| BadRequest::NotBase64)?;
-    within_size_limit(bytes.len())?;
-    String::from_utf8(bytes)
-        .map(Cow::Owned)
-        .map_err(|_| BadRequest::NotUtf8)
-}
-
-fn respond(status: i64, body: Value) -> ApiGatewayV2httpResponse {
-    let mut response = ApiGatewayV2httpResponse::default();
-    response.status_code = status;
-    response.headers.insert(
-        "content-type",
-        "application/json".parse().expect("a valid header value"),
-    );
-    response.body = Some(Body::Text(body.to_string()));
-    response
 }
 
 #[cfg(test)]
@@ -726,26 +603,6 @@ mod tests {
         let body = r#"{"name":"A","email":"a@b.co","raffle":"r"}"#;
         let padded = format!("{body:<MAX_BODY_BYTES$}");
         assert!(check(&padded).is_ok(), "exactly the limit is taken");
-        let event = |body: &str, base64: bool| {
-            let mut event = ApiGatewayV2httpRequest::default();
-            event.body = Some(body.to_string());
-            event.is_base64_encoded = base64;
-            event
-        };
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&padded);
-        assert_eq!(body_text(&event(&encoded, true)).unwrap(), padded);
-        assert_eq!(body_text(&event(&padded, false)).unwrap(), padded);
-        let over = format!("{padded} ");
-        for (body, base64) in [
-            (over.clone(), false),
-            (
-                base64::engine::general_purpose::STANDARD.encode(&over),
-                true,
-            ),
-            (format!("{encoded}AAAA"), true),
-        ] {
-            assert_eq!(body_text(&event(&body, base64)).unwrap_err().status(), 413);
-        }
 
         let deep = |levels: usize| {
             format!(

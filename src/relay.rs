@@ -20,7 +20,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::dynamodb::Event;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use time::OffsetDateTime;
@@ -322,23 +321,6 @@ impl Relay {
             pass += batch;
         }
         pass.finish()
-    }
-
-    /// The new rows in a batch of the outbox table's stream (its INSERT
-    /// images). A row that cannot be read is left to the sweep.
-    pub fn new_rows(event: &Event) -> Vec<OutboxRow> {
-        event
-            .records
-            .iter()
-            .filter(|r| r.event_name == "INSERT")
-            .filter_map(|r| match serde_dynamo::from_item(r.change.new_image.clone()) {
-                Ok(row) => Some(row),
-                Err(error) => {
-                    tracing::warn!(event_id = %r.event_id, %error, "outbox stream image unreadable; the sweep will take the row");
-                    None
-                }
-            })
-            .collect()
     }
 
     fn budget(&self, deadline: Instant) -> Budget {

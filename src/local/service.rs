@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+use super::probe::Probe;
 use super::process::{self, PidFile};
-use super::ServiceStatus;
 
 /// How long a freshly started server gets to answer. DynamoDB Local needs 1–3 s and tansu
 /// ~0.1 s on this project's 2-core machines; 60 s leaves room for a loaded CI box.
@@ -16,22 +16,23 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a server gets to exit after its stop signal before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// How to tell that the right kind of server answers on a port (not merely *something*).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Probe {
-    DynamoDb,
-    Kafka,
+/// What runs where, as reported by [`up`](crate::local::up) and [`status`](crate::local::status).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceStatus {
+    /// `"dynamodb-local"` or `"tansu"`.
+    pub name: &'static str,
+    /// Where clients connect: the DynamoDB endpoint URL or the Kafka bootstrap address.
+    pub address: String,
+    /// The service answers its protocol on that address.
+    pub running: bool,
+    /// Process id, when the process is one that `up` started.
+    pub pid: Option<u32>,
+    /// `up` started it (a pid file of ours names a live process). `false` with `running`
+    /// means something else already served the port and we reused it: `down` leaves it alone.
+    pub started_by_us: bool,
 }
 
-impl Probe {
-    async fn answers(self, port: u16) -> bool {
-        match self {
-            Probe::DynamoDb => super::dynamodb_local::answers(port).await,
-            Probe::Kafka => super::tansu::answers(port).await,
-        }
-    }
-}
-
+/// One local server's life cycle: how to find it, probe it, start and stop it.
 pub(crate) struct Service {
     pub name: &'static str,
     pub port: u16,

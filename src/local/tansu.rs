@@ -26,12 +26,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
+use super::probe::Probe;
 use super::process::{self, PidFile};
-use super::service::{Probe, Service};
-use super::{ServiceStatus, StackConfig};
+use super::service::{Service, ServiceStatus};
+use super::stack::StackConfig;
 
 const VERSION: &str = "0.6.0";
 /// `libsql` (SQLite) is the one storage engine the stack uses (the in-memory one answers
@@ -228,7 +227,7 @@ pub(crate) async fn ensure_topic(
             cfg.home.display()
         );
     }
-    if !answers(cfg.kafka_port).await {
+    if !super::probe::kafka_answers(cfg.kafka_port).await {
         bail!(
             "no Kafka broker answers on {}; run `raffle-outbox up` first",
             cfg.kafka_bootstrap()
@@ -393,41 +392,6 @@ async fn run_cli(cfg: &StackConfig, bin: &Path, args: &[&str]) -> anyhow::Result
         success: output.status.success(),
         text,
     })
-}
-
-/// Whether a Kafka broker answers on 127.0.0.1:`port`.
-///
-/// Sends an ApiVersions v0 request and checks the reply's correlation id and error code: a
-/// bare TCP connect would also succeed against an unrelated server or a broker that is still
-/// opening its storage.
-pub(crate) async fn answers(port: u16) -> bool {
-    const API_VERSIONS: i16 = 18;
-    const CORRELATION_ID: i32 = 0x7261_6666;
-    const CLIENT_ID: &[u8] = b"raffle-outbox-probe";
-    let probe = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        let mut body = Vec::new();
-        body.extend_from_slice(&API_VERSIONS.to_be_bytes());
-        body.extend_from_slice(&0i16.to_be_bytes()); // api version 0
-        body.extend_from_slice(&CORRELATION_ID.to_be_bytes());
-        body.extend_from_slice(&(CLIENT_ID.len() as i16).to_be_bytes());
-        body.extend_from_slice(CLIENT_ID);
-        let mut request = (body.len() as i32).to_be_bytes().to_vec();
-        request.extend_from_slice(&body);
-        stream.write_all(&request).await?;
-
-        let size = stream.read_i32().await?;
-        if !(6..=1 << 20).contains(&size) {
-            return Ok(false);
-        }
-        let correlation_id = stream.read_i32().await?;
-        let error_code = stream.read_i16().await?;
-        Ok::<_, std::io::Error>(correlation_id == CORRELATION_ID && error_code == 0)
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), probe).await,
-        Ok(Ok(true))
-    )
 }
 
 #[cfg(test)]

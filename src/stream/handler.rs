@@ -2,20 +2,21 @@
 //! in, one outbox row per INSERT out.
 //!
 //! The same code runs in the `stream-handler` Lambda and in the local
-//! pipeline. Its contract with the event source mapping:
+//! pipeline. It takes domain values ([`Batch`] of [`Insert`]s) and answers
+//! with [`Handled`]; the Lambda event and its `batchItemFailures` response
+//! are made in [`crate::lambda::stream`]. Its contract with the event source
+//! mapping:
 //! - a retried batch makes no second row (the row id is derived from the
 //!   record, and the put is conditional);
 //! - a record that cannot be understood becomes a REJECTED row with the raw
 //!   image and the reason, so one bad record never blocks the shard;
-//! - a transient failure is reported for that record alone in
-//!   `batchItemFailures`, never as an error for the whole batch;
-//! - inside a Lambda invocation ([`StreamHandler::handle_before`]), a
+//! - a transient failure is reported for that record alone
+//!   ([`Handled::retry`]), never as an error for the whole batch;
+//! - inside a Lambda invocation ([`StreamHandler::handle_batch_before`]), a
 //!   record whose write has not been answered when only
-//!   `DEADLINE_MARGIN_MS` is left is reported in `batchItemFailures` too:
-//!   the handler answers before the deadline, and the record is retried.
+//!   `DEADLINE_MARGIN_MS` is left is reported for retry too: the handler
+//!   answers before the deadline, and the record is retried.
 
-use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use std::time::{Duration, Instant};
 
 use serde_dynamo::Item;
@@ -26,6 +27,9 @@ use crate::deadline::Budget;
 use crate::outbox::{OutboxRow, OutboxStore, Source, Status, StoreError, Written};
 use crate::participant::{Participant, ID_ATTRIBUTE};
 
+/// Turns the participants table's INSERT records into outbox rows, one
+/// conditional put per row (batched by [`OutboxStore::insert_all_before`]),
+/// plus one more put for a row DynamoDB refuses (kept as REJECTED).
 pub struct StreamHandler {
     outbox: OutboxStore,
     max_message_bytes: usize,
@@ -38,10 +42,48 @@ pub struct StreamHandler {
 /// reported back to be delivered again. The Lambda's metrics line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchCounts {
+    /// New PENDING rows written.
     pub captured: usize,
+    /// REJECTED rows written.
     pub rejected: usize,
+    /// Rows that were there already (a batch delivered again).
     pub already_there: usize,
+    /// Records reported back to be delivered again.
     pub retry: usize,
+}
+
+/// One INSERT record of the participants table's stream, as the handler
+/// needs it: where it came from (the row id is derived from it) and the new
+/// image, borrowed from the event.
+#[derive(Debug, Clone)]
+pub struct Insert<'a> {
+    /// The record's event id and sequence number.
+    pub source: Source,
+    /// The participant as the table stored it.
+    pub image: &'a Item,
+}
+
+/// One stream batch as the handler sees it: its INSERT records, in order,
+/// and how many other records (MODIFY, REMOVE: a registration is the
+/// INSERT, so they make no row) came with them, for the log line.
+#[derive(Debug, Clone, Default)]
+pub struct Batch<'a> {
+    /// The INSERT records.
+    pub inserts: Vec<Insert<'a>>,
+    /// The records that are not INSERTs.
+    pub ignored: usize,
+}
+
+/// What the handler did with a batch: the records to deliver again (in the
+/// batch's order; the Lambda answers their sequence numbers in
+/// `batchItemFailures`), and the counts of the metrics line.
+#[derive(Debug, Clone, Default)]
+pub struct Handled {
+    /// The records not stored: transient failures, and under a deadline
+    /// the records not answered in time.
+    pub retry: Vec<Source>,
+    /// What became of the batch's INSERT records.
+    pub counts: BatchCounts,
 }
 
 /// What happened to one stream record.
@@ -55,6 +97,8 @@ enum Outcome {
 }
 
 impl StreamHandler {
+    /// A handler writing into `outbox`, with the configuration's message
+    /// size limit, sweep delay and deadline margin. Sends no request.
     pub fn new(outbox: OutboxStore, config: &Config) -> StreamHandler {
         StreamHandler {
             outbox,
@@ -64,36 +108,23 @@ impl StreamHandler {
         }
     }
 
-    /// Writes the batch's outbox rows; the answer names the records to
-    /// deliver again.
-    pub async fn handle(&self, event: &Event) -> DynamoDbEventResponse {
-        self.handle_within(event, Budget::UNLIMITED).await.0
+    /// Writes the batch's outbox rows (one conditional put each, none for
+    /// a row already there); the answer names the records to deliver again.
+    /// Never fails as a whole: a failure is the failed record's alone.
+    pub async fn handle_batch(&self, batch: &Batch<'_>) -> Handled {
+        self.handle_within(batch, Budget::UNLIMITED).await
     }
 
-    /// [`handle`](Self::handle) inside an invocation that ends at
-    /// `deadline`: it answers when `DEADLINE_MARGIN_MS` is left at the
-    /// latest, with every record not yet stored in `batchItemFailures`, and
-    /// what became of the records.
-    pub async fn handle_before(
-        &self,
-        event: &Event,
-        deadline: Instant,
-    ) -> (DynamoDbEventResponse, BatchCounts) {
-        self.handle_within(event, Budget::new(deadline, self.deadline_margin))
+    /// [`handle_batch`](Self::handle_batch) inside an invocation that ends
+    /// at `deadline`: it answers when `DEADLINE_MARGIN_MS` is left at the
+    /// latest, with every record not yet stored in [`Handled::retry`].
+    pub async fn handle_batch_before(&self, batch: &Batch<'_>, deadline: Instant) -> Handled {
+        self.handle_within(batch, Budget::new(deadline, self.deadline_margin))
             .await
     }
 
-    async fn handle_within(
-        &self,
-        event: &Event,
-        budget: Budget,
-    ) -> (DynamoDbEventResponse, BatchCounts) {
-        // MODIFY and REMOVE make no row: a registration is the INSERT.
-        let inserts: Vec<&EventRecord> = event
-            .records
-            .iter()
-            .filter(|r| r.event_name == "INSERT")
-            .collect();
+    async fn handle_within(&self, batch: &Batch<'_>, budget: Budget) -> Handled {
+        let inserts = &batch.inserts;
         let now = OffsetDateTime::now_utc();
         let rows: Vec<OutboxRow> = inserts
             .iter()
@@ -114,20 +145,19 @@ impl StreamHandler {
                     self.reject_unstorable(row, record, error, now).await
                 }
                 Err(error) => {
-                    tracing::warn!(event_id = %record.event_id, %error, "outbox write failed; record will be retried");
+                    tracing::warn!(event_id = %record.source.event_id, %error, "outbox write failed; record will be retried");
                     Outcome::Retry
                 }
             };
-            outcomes.push((outcome, *record));
+            outcomes.push((outcome, record));
         }
 
         let count = |o: Outcome| outcomes.iter().filter(|(x, _)| *x == o).count();
-        let mut response = DynamoDbEventResponse::default();
-        for (_, record) in outcomes.iter().filter(|(o, _)| *o == Outcome::Retry) {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = record.change.sequence_number.clone();
-            response.batch_item_failures.push(failure);
-        }
+        let retry = outcomes
+            .iter()
+            .filter(|(o, _)| *o == Outcome::Retry)
+            .map(|(_, record)| record.source.clone())
+            .collect();
         let counts = BatchCounts {
             captured: count(Outcome::Written),
             rejected: count(Outcome::Rejected),
@@ -135,27 +165,23 @@ impl StreamHandler {
             retry: count(Outcome::Retry),
         };
         tracing::info!(
-            records = event.records.len(),
+            records = inserts.len() + batch.ignored,
             written = counts.captured,
             already_there = counts.already_there,
             rejected = counts.rejected,
-            ignored = event.records.len() - inserts.len(),
+            ignored = batch.ignored,
             retry = counts.retry,
             outbox_table = self.outbox.table(),
             "stream batch handled"
         );
-        (response, counts)
+        Handled { retry, counts }
     }
 
     /// The outbox row of an INSERT record: PENDING, or REJECTED with the reason.
-    fn row_for(&self, record: &EventRecord, now: OffsetDateTime) -> OutboxRow {
-        let source = Source {
-            event_id: record.event_id.clone(),
-            sequence_number: record.change.sequence_number.clone(),
-        };
+    fn row_for(&self, record: &Insert<'_>, now: OffsetDateTime) -> OutboxRow {
         row_for_image(
-            &record.change.new_image,
-            &source,
+            record.image,
+            &record.source,
             self.max_message_bytes,
             now,
             now + self.sweep_delay,
@@ -168,18 +194,17 @@ impl StreamHandler {
     async fn reject_unstorable(
         &self,
         refused: &OutboxRow,
-        record: &EventRecord,
+        record: &Insert<'_>,
         error: String,
         now: OffsetDateTime,
     ) -> Outcome {
-        tracing::warn!(event_id = %record.event_id, %error, "outbox row refused; writing it as REJECTED");
+        tracing::warn!(event_id = %record.source.event_id, %error, "outbox row refused; writing it as REJECTED");
         let source = Source {
             event_id: refused.source_event_id.clone(),
             sequence_number: refused.source_sequence_number.clone(),
         };
         let reason = format!("the outbox row could not be stored: {error}");
-        let image = &record.change.new_image;
-        let row = OutboxRow::rejected(&source, participant_id(image), None, reason, now);
+        let row = OutboxRow::rejected(&source, participant_id(record.image), None, reason, now);
         match self.outbox.insert(&row).await {
             Ok(Written::Yes) => Outcome::Rejected,
             Ok(Written::ConditionFailed) => Outcome::AlreadyThere,

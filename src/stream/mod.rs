@@ -8,5 +8,5 @@
 pub mod handler;
 pub mod poller;
 
-pub use handler::StreamHandler;
+pub use handler::{Batch, Handled, Insert, StreamHandler};
 pub use poller::StreamPoller;

@@ -1,15 +1,5 @@
-//! Versioned tables: `migrations/` applied in order, each recorded once.
-//!
-//! A migration is the JSON that the AWS CLI's `--cli-input-json` takes for
-//! the operation its file name ends with: `<n>_<name>.create-table.json`
-//! (`aws dynamodb create-table`), `.update-table.json` (`update-table`: one
-//! new global secondary index, as DynamoDB allows one per call) or
-//! `.update-time-to-live.json` (`update-time-to-live`). So the files read like
-//! the AWS documentation and can be applied by hand in an emergency. They are compiled into the binary (a Lambda or a
-//! copied CLI needs no files at run time). The `TableName` in a file is the
-//! logical name (`participants`, `outbox`); the configured name replaces it,
-//! which is how tests get tables of their own. The ledger records
-//! `<migration>@<table>`, so one ledger serves several sets of tables.
+//! The migration runner: applies the migrations not yet recorded in the
+//! ledger table, in order, to the configured tables, and records each.
 
 use std::time::Duration;
 
@@ -21,232 +11,12 @@ use aws_sdk_dynamodb::types::{
     StreamViewType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_dynamodb::Client;
-use serde::Deserialize;
 
+use super::spec::{
+    with_later_indexes, AttributeDef, CreateTable, IndexProjection, KeyElement, Operation,
+    UpdateTable, UpdateTimeToLive, MIGRATIONS,
+};
 use crate::config::Config;
-
-pub struct Migration {
-    pub id: &'static str,
-    pub json: &'static str,
-}
-
-/// Every migration, in order. A test checks this list against the folder.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        id: "0001_participants.create-table",
-        json: include_str!("../migrations/0001_participants.create-table.json"),
-    },
-    Migration {
-        id: "0002_outbox.create-table",
-        json: include_str!("../migrations/0002_outbox.create-table.json"),
-    },
-    Migration {
-        id: "0003_outbox_by_status.update-table",
-        json: include_str!("../migrations/0003_outbox_by_status.update-table.json"),
-    },
-    Migration {
-        id: "0004_outbox_by_participant.update-table",
-        json: include_str!("../migrations/0004_outbox_by_participant.update-table.json"),
-    },
-    Migration {
-        id: "0005_outbox_retention.update-time-to-live",
-        json: include_str!("../migrations/0005_outbox_retention.update-time-to-live.json"),
-    },
-];
-
-/// The part of the create-table input the project uses. Unknown fields are
-/// an error, so a migration never silently loses a setting.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct CreateTable {
-    pub table_name: String,
-    pub attribute_definitions: Vec<AttributeDef>,
-    pub key_schema: Vec<KeyElement>,
-    #[serde(default)]
-    pub global_secondary_indexes: Vec<Index>,
-    pub billing_mode: String,
-    pub stream_specification: Option<StreamSpec>,
-    #[serde(rename = "SSESpecification")]
-    pub sse_specification: Option<Sse>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct AttributeDef {
-    pub attribute_name: String,
-    pub attribute_type: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KeyElement {
-    pub attribute_name: String,
-    pub key_type: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct Index {
-    pub index_name: String,
-    pub key_schema: Vec<KeyElement>,
-    pub projection: IndexProjection,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct IndexProjection {
-    pub projection_type: String,
-    #[serde(default)]
-    pub non_key_attributes: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct StreamSpec {
-    pub stream_enabled: bool,
-    pub stream_view_type: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct Sse {
-    pub enabled: bool,
-}
-
-/// `aws dynamodb update-table` input: attribute definitions for the new keys
-/// and the index to create.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct UpdateTable {
-    pub table_name: String,
-    #[serde(default)]
-    pub attribute_definitions: Vec<AttributeDef>,
-    pub global_secondary_index_updates: Vec<IndexUpdate>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct IndexUpdate {
-    pub create: Index,
-}
-
-/// `aws dynamodb update-time-to-live` input.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct UpdateTimeToLive {
-    pub table_name: String,
-    pub time_to_live_specification: TtlSpec,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct TtlSpec {
-    pub enabled: bool,
-    pub attribute_name: String,
-}
-
-/// What a migration does, told by its file name's suffix.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Operation {
-    CreateTable(CreateTable),
-    UpdateTable(UpdateTable),
-    UpdateTimeToLive(UpdateTimeToLive),
-}
-
-impl Operation {
-    /// The logical table the migration applies to.
-    pub fn table_name(&self) -> &str {
-        match self {
-            Operation::CreateTable(spec) => &spec.table_name,
-            Operation::UpdateTable(spec) => &spec.table_name,
-            Operation::UpdateTimeToLive(spec) => &spec.table_name,
-        }
-    }
-}
-
-impl Migration {
-    pub fn operation(&self) -> anyhow::Result<Operation> {
-        let parsed = if self.id.ends_with(".create-table") {
-            serde_json::from_str(self.json).map(Operation::CreateTable)
-        } else if self.id.ends_with(".update-table") {
-            serde_json::from_str(self.json).map(Operation::UpdateTable)
-        } else if self.id.ends_with(".update-time-to-live") {
-            serde_json::from_str(self.json).map(Operation::UpdateTimeToLive)
-        } else {
-            anyhow::bail!(
-                "migration {}: the name must end with .create-table, .update-table or \
-                 .update-time-to-live",
-                self.id
-            )
-        };
-        parsed.map_err(|e| anyhow::anyhow!("migration {}: {e}", self.id))
-    }
-
-    /// The create-table input of a `.create-table` migration.
-    pub fn create_table(&self) -> anyhow::Result<CreateTable> {
-        match self.operation()? {
-            Operation::CreateTable(spec) => Ok(spec),
-            _ => anyhow::bail!("migration {} does not create a table", self.id),
-        }
-    }
-}
-
-/// A logical table as all the migrations together leave it: its create-table
-/// input with every later index added, and the TTL attribute if one is set.
-/// (What `template.yaml` must declare.)
-pub fn final_table(logical: &str) -> anyhow::Result<(CreateTable, Option<TtlSpec>)> {
-    let mut ttl = None;
-    let mut table = None;
-    for (n, migration) in MIGRATIONS.iter().enumerate() {
-        match migration.operation()? {
-            Operation::CreateTable(spec) if spec.table_name == logical => {
-                table = Some(with_later_indexes(spec, &MIGRATIONS[n + 1..])?.0);
-            }
-            Operation::UpdateTimeToLive(update) if update.table_name == logical => {
-                ttl = Some(update.time_to_live_specification);
-            }
-            _ => {}
-        }
-    }
-    let table = table.ok_or_else(|| anyhow::anyhow!("no migration creates `{logical}`"))?;
-    Ok((table, ttl.filter(|t| t.enabled)))
-}
-
-/// A create-table input with the indexes that `later` update-table
-/// migrations add to the same table, and those migrations' ids.
-///
-/// A table created from scratch is created in this shape at once: DynamoDB
-/// builds the indexes of an empty new table immediately, while adding one to
-/// an existing table backfills it (about 70 s per index on DynamoDB Local,
-/// longer on a large AWS table). The included migrations are recorded as
-/// applied with the create; an existing table gets them one by one.
-fn with_later_indexes(
-    mut spec: CreateTable,
-    later: &[Migration],
-) -> anyhow::Result<(CreateTable, Vec<&'static str>)> {
-    let mut included = Vec::new();
-    for migration in later {
-        let Operation::UpdateTable(update) = migration.operation()? else {
-            continue;
-        };
-        if update.table_name != spec.table_name {
-            continue;
-        }
-        for definition in update.attribute_definitions {
-            if !spec.attribute_definitions.contains(&definition) {
-                spec.attribute_definitions.push(definition);
-            }
-        }
-        spec.global_secondary_indexes.extend(
-            update
-                .global_secondary_index_updates
-                .into_iter()
-                .map(|u| u.create),
-        );
-        included.push(migration.id);
-    }
-    Ok((spec, included))
-}
 
 /// The configured name of a logical table.
 fn table_name(config: &Config, logical: &str) -> anyhow::Result<String> {
@@ -258,7 +28,12 @@ fn table_name(config: &Config, logical: &str) -> anyhow::Result<String> {
 }
 
 /// Applies the migrations not yet applied to the configured tables and
-/// returns the ones it applied. Running it again changes nothing.
+/// returns the ones it applied (`<migration>@<table>`). Running it again
+/// changes nothing. Costs one consistent GetItem of the ledger per
+/// migration, and for each one applied its operation, a PutItem into the
+/// ledger and DescribeTable polls until the table (and a new index: about
+/// 70 s of backfill on DynamoDB Local) is active. Stops at the first
+/// error; what was applied before it stays recorded.
 pub async fn migrate(client: &Client, config: &Config) -> anyhow::Result<Vec<String>> {
     migrate_to(client, config, MIGRATIONS.len()).await
 }
@@ -517,63 +292,4 @@ fn projection(spec: &IndexProjection) -> Projection {
             (!spec.non_key_attributes.is_empty()).then(|| spec.non_key_attributes.clone()),
         )
         .build()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_migration_file_is_listed_in_order_and_parses() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| {
-                e.unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .trim_end_matches(".json")
-                    .to_string()
-            })
-            .collect();
-        files.sort();
-        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.id).collect();
-        assert_eq!(files, listed);
-        for m in MIGRATIONS {
-            if let Operation::CreateTable(spec) = m.operation().unwrap() {
-                assert!(
-                    spec.stream_specification
-                        .as_ref()
-                        .is_some_and(|s| s.stream_enabled),
-                    "{}",
-                    m.id
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn the_outbox_ends_with_the_audit_indexes_and_a_ttl() {
-        let (outbox, ttl) = final_table("outbox").unwrap();
-        let indexes: Vec<&str> = outbox
-            .global_secondary_indexes
-            .iter()
-            .map(|i| i.index_name.as_str())
-            .collect();
-        assert_eq!(indexes, ["due", "by_status", "by_participant"]);
-        for index in &outbox.global_secondary_indexes {
-            for key in &index.key_schema {
-                assert!(
-                    outbox
-                        .attribute_definitions
-                        .iter()
-                        .any(|a| a.attribute_name == key.attribute_name),
-                    "{} is defined",
-                    key.attribute_name
-                );
-            }
-        }
-        assert_eq!(ttl.unwrap().attribute_name, "expires_at");
-        assert!(final_table("participants").unwrap().1.is_none());
-    }
 }
