@@ -210,6 +210,55 @@ fn cluster_from(response: MetadataResponse, topic: &str) -> Result<Cluster, Kafk
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use tokio::net::TcpListener;
+
+    /// A server that accepts connections and closes them at once: the dial
+    /// succeeds, the Metadata request fails.
+    async fn hangs_up() -> BrokerAddress {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                drop(socket);
+            }
+        });
+        BrokerAddress {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    /// A port nothing listens on (bound, then released).
+    async fn refuses() -> BrokerAddress {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        BrokerAddress {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_asks_the_next_server_after_any_failure_but_a_topic_error() {
+        let none = Cluster::discover(&[], "t", &KafkaAuth::None).await;
+        assert!(
+            matches!(&none, Err(KafkaError::Connect(e)) if e.contains("no bootstrap")),
+            "{:?}",
+            none.err()
+        );
+        // The first server is dialled but fails the request; the second is
+        // asked, and its (connect) error is the one reported.
+        let servers = [hangs_up().await, refuses().await];
+        let error = Cluster::discover(&servers, "t", &KafkaAuth::None)
+            .await
+            .err()
+            .expect("no server answers");
+        assert!(
+            matches!(&error, KafkaError::Connect(e) if e.contains(&servers[1].port.to_string())),
+            "{error}"
+        );
+    }
 
     #[test]
     fn bootstrap_parsing() {

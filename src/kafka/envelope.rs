@@ -66,3 +66,44 @@ impl Envelope<'_> {
 pub fn outbox_id(record: &FetchedRecord) -> Option<&[u8]> {
     record.header(OUTBOX_ID_HEADER)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_relay_writes_verify_reads() {
+        let envelope = Envelope {
+            outbox_id: "row-1",
+            source: "/raffle",
+            time: "2026-12-02T10:00:00.000Z",
+        };
+        let message = envelope.message("p-1".into(), Bytes::from_static(b"{}"));
+        let names: Vec<&str> = message.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                OUTBOX_ID_HEADER,
+                "ce_specversion",
+                "ce_id",
+                "ce_source",
+                "ce_type",
+                "ce_time",
+                "content-type"
+            ]
+        );
+        let record = FetchedRecord {
+            offset: 0,
+            timestamp: 0,
+            key: Some(Bytes::from(message.key.clone())),
+            value: Some(message.value.clone()),
+            headers: message
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), Some(v.clone())))
+                .collect(),
+        };
+        assert_eq!(outbox_id(&record), Some(&b"row-1"[..]));
+        assert_eq!(record.header("ce_type"), Some(EVENT_TYPE.as_bytes()));
+    }
+}
