@@ -1,8 +1,8 @@
 //! How one send is cut into requests: per partition batches under the
 //! broker's size limit, in rounds that keep each partition's order.
 
-use super::super::message::Message;
-use super::super::partitioner;
+use crate::kafka::message::Message;
+use crate::kafka::partitioner;
 
 /// Splits the messages at `indexes` (in order) into rounds of per-partition
 /// batches: indexes grouped by partition in their order, each batch under

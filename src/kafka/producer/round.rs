@@ -6,16 +6,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::super::cluster::Cluster;
-use super::super::connection::{bounded, timed_out, Connection, REQUEST_TIMEOUT};
-use super::super::error::{Blame, KafkaError};
-use super::super::error_code::ErrorCode;
-use super::super::message::{Delivery, Message};
-use super::super::pool::Pool;
-use super::super::produce_request::{ProduceRequest, Record};
-use super::super::produce_response::{self, PartitionAnswer};
-use super::super::transport::CLIENT_ID;
 use super::Producer;
+use crate::kafka::cluster::Cluster;
+use crate::kafka::connection::{bounded, timed_out, Connection, REQUEST_TIMEOUT};
+use crate::kafka::error::{Blame, KafkaError};
+use crate::kafka::error_code::ErrorCode;
+use crate::kafka::message::{Delivery, Message};
+use crate::kafka::pool::Pool;
+use crate::kafka::produce_request::{ProduceRequest, Record};
+use crate::kafka::produce_response::{self, PartitionAnswer};
+use crate::kafka::transport::CLIENT_ID;
 
 /// acks=all: the leader answers once every in-sync replica has the batch.
 const ACKS_ALL: i16 = -1;
