@@ -1,4 +1,4 @@
-//! Reading the topic back: Fetch requests through our [`Connection`], for
+//! Reading the topic back: Fetch requests through our `Connection`, for
 //! `verify` (the project checks its own deliveries with its own Kafka code;
 //! the tests check it again with librdkafka).
 //!

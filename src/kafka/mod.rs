@@ -25,28 +25,28 @@
 //! producer    sends (batches, rounds, retries);  fetch: the topic reader
 //! ```
 //!
-//! Codecs beside them: [`produce_request`] (record batches),
-//! [`produce_response`] and [`error_code`] (every error code kept),
-//! [`partitioner`] (Kafka's default), [`varint`].
+//! Codecs beside them: `produce_request` (record batches),
+//! `produce_response` and `error_code` (every error code kept),
+//! [`partitioner`] (Kafka's default), `varint`.
 
 #![warn(missing_docs)]
 
 pub mod auth;
 mod cluster;
-pub mod connection;
+mod connection;
 pub mod envelope;
 mod error;
-pub mod error_code;
+mod error_code;
 pub mod fetch;
 mod message;
 pub mod partitioner;
-pub mod pool;
-pub mod produce_request;
-pub mod produce_response;
+mod pool;
+mod produce_request;
+mod produce_response;
 mod producer;
 mod reader;
-pub mod transport;
-pub mod varint;
+mod transport;
+mod varint;
 
 pub use error::{Blame, KafkaError};
 pub use error_code::ErrorCode;

@@ -25,14 +25,14 @@
 //! correlation id and panics (`expect`) on a server message it cannot verify;
 //! and it has no OAUTHBEARER. We keep samsa's SaslHandshake (v1) and
 //! SaslAuthenticate (v1) request and response types and drive them through
-//! a [`Transport`], which numbers and checks every request; the SCRAM
+//! a `Transport`, which numbers and checks every request; the SCRAM
 //! arithmetic is rsasl's, the crate samsa itself uses. This module sits
-//! between the transport below and [`super::connection`] above, which dials
+//! between the transport below and `connection` above, which dials
 //! and then logs in through `KafkaAuth::authenticate`.
 //!
 //! Sessions end: a broker that supports re-authentication (KIP-368, as MSK
 //! does) answers SaslAuthenticate with the session's lifetime and closes the
-//! connection after it. [`super::connection::Connection`] dials again, and
+//! connection after it. `connection::Connection` dials again, and
 //! so authenticates again with fresh credentials, once 80% of that lifetime
 //! has passed.
 

@@ -65,7 +65,7 @@ impl Default for ProducerSettings {
 }
 
 /// A producer for one topic, safe to share between tasks (`&self`
-/// everywhere; up to [`super::pool::MAX_IN_FLIGHT`] requests in flight per
+/// everywhere; up to `MAX_IN_FLIGHT` (4) requests in flight per
 /// broker). It promises at-least-once: a message whose result is `Ok` is
 /// stored with acks=all; one whose result is `Err` may still have been
 /// stored (an answer lost on the way), and sending it again may store it
