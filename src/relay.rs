@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 use crate::config::Config;
 use crate::deadline::Budget;
 use crate::failpoint::failpoint;
+use crate::kafka::envelope::Envelope;
 use crate::kafka::{Delivery, KafkaError, Message, Producer};
 use crate::outbox::row::{after_failure, epoch_ms, AfterFailure};
 use crate::outbox::store::Holder;
@@ -42,10 +43,9 @@ pub const BATCHES_IN_FLIGHT: usize = 4;
 /// itself is failing, and the next sweep tries again.
 pub const FAILED_BATCHES_BEFORE_GIVING_UP: usize = 3;
 
-/// The CloudEvents type of every message.
-pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
-/// The header a consumer deduplicates on.
-pub const OUTBOX_ID_HEADER: &str = "outbox_id";
+/// The message envelope's names, defined in [`crate::kafka::envelope`] and
+/// re-exported here for the callers that know them as the relay's.
+pub use crate::kafka::envelope::{EVENT_TYPE, OUTBOX_ID_HEADER};
 
 /// What one relay pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -438,20 +438,15 @@ impl Relay {
     }
 
     fn message(&self, row: &OutboxRow) -> std::io::Result<Message> {
-        let header = |name: &str, value: &str| (name.to_string(), Bytes::from(value.to_string()));
-        Ok(Message {
-            key: row.participant_id.clone().unwrap_or_default(),
-            value: Bytes::from(row.payload_bytes()?),
-            headers: vec![
-                header(OUTBOX_ID_HEADER, &row.id),
-                header("ce_specversion", "1.0"),
-                header("ce_id", &row.id),
-                header("ce_source", &self.config.event_source),
-                header("ce_type", EVENT_TYPE),
-                header("ce_time", &row.created_at),
-                header("content-type", "application/json"),
-            ],
-        })
+        let envelope = Envelope {
+            outbox_id: &row.id,
+            source: &self.config.event_source,
+            time: &row.created_at,
+        };
+        Ok(envelope.message(
+            row.participant_id.clone().unwrap_or_default(),
+            Bytes::from(row.payload_bytes()?),
+        ))
     }
 
     /// The send response, one structured line per message: ids and

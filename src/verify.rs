@@ -13,9 +13,9 @@ use std::fmt;
 
 use crate::audit::{AuditQuery, AuditRecord, TimeRange};
 use crate::kafka::auth::KafkaAuth;
+use crate::kafka::envelope::{self, OUTBOX_ID_HEADER};
 use crate::kafka::fetch::{FetchedRecord, TopicReader};
 use crate::outbox::Status;
-use crate::relay::OUTBOX_ID_HEADER;
 
 /// Rows sorted and checked together.
 pub const CHUNK: usize = 50_000;
@@ -233,7 +233,7 @@ fn compare(row: &AuditRecord, message: &FetchedRecord) -> Option<Finding> {
             text(row.participant_id.as_deref().map(str::as_bytes))
         ));
     }
-    let outbox_id = message.header(OUTBOX_ID_HEADER);
+    let outbox_id = envelope::outbox_id(message);
     if outbox_id != Some(row.id.as_bytes()) {
         different.push(format!(
             "{OUTBOX_ID_HEADER} header is {} (row is \"{}\")",

@@ -1,4 +1,4 @@
-//! Reading the topic back: Fetch requests through our [`Connection`], for
+//! Reading the topic back: Fetch requests through our `Connection`, for
 //! `verify` (the project checks its own deliveries with its own Kafka code;
 //! the tests check it again with librdkafka).
 //!
@@ -23,12 +23,15 @@
 use std::collections::HashMap;
 
 use bytes::{Buf, Bytes};
-use samsa::prelude::protocol::{FetchRequest, MetadataRequest, MetadataResponse};
+use samsa::prelude::protocol::FetchRequest;
+use samsa::prelude::BrokerAddress;
 
 use super::auth::KafkaAuth;
-use super::connection::{Connection, CLIENT_ID};
+use super::cluster::{parse_bootstrap, Cluster};
+use super::connection::Connection;
+use super::error::KafkaError;
 use super::reader::Reader;
-use super::{cluster_from, parse_bootstrap, Cluster, KafkaError};
+use super::transport::CLIENT_ID;
 
 /// Largest response we ask a broker for, per partition and in all.
 const MAX_BYTES: i32 = 4 * 1024 * 1024;
@@ -39,15 +42,20 @@ const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 /// One message as the broker stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedRecord {
+    /// Its offset in the partition.
     pub offset: i64,
     /// ms since the epoch: CreateTime, or LogAppendTime if the topic uses it.
     pub timestamp: i64,
+    /// The record key; `None` for a null key (not the same as empty).
     pub key: Option<Bytes>,
+    /// The record value; `None` for a null value (a tombstone).
     pub value: Option<Bytes>,
+    /// The headers in the record's order; a null header value is `None`.
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
 impl FetchedRecord {
+    /// The value of the first header named `name`, if it has one.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
@@ -65,17 +73,20 @@ pub struct Fetched {
     pub records: Vec<FetchedRecord>,
 }
 
-/// Reads one topic's partitions from their leaders.
+/// Reads one topic's partitions from their leaders, one connection per
+/// leader, owned (`&mut self`: one fetch at a time).
 pub struct TopicReader {
     topic: String,
-    bootstrap: String,
+    bootstrap: Vec<BrokerAddress>,
     auth: KafkaAuth,
     cluster: Cluster,
     connections: HashMap<i32, Connection>,
 }
 
 impl TopicReader {
-    /// Plaintext, no login: the local broker.
+    /// Plaintext, no login: the local broker. Discovers the partition map
+    /// at once (the shared metadata discovery: a dial and a Metadata request
+    /// per bootstrap server tried) and refuses what it refuses.
     pub async fn connect(bootstrap: &str, topic: &str) -> Result<TopicReader, KafkaError> {
         TopicReader::connect_with_auth(bootstrap, topic, KafkaAuth::None).await
     }
@@ -86,25 +97,31 @@ impl TopicReader {
         topic: &str,
         auth: KafkaAuth,
     ) -> Result<TopicReader, KafkaError> {
+        let bootstrap = parse_bootstrap(bootstrap)?;
         Ok(TopicReader {
             topic: topic.to_string(),
-            bootstrap: bootstrap.to_string(),
-            cluster: metadata(bootstrap, topic, &auth).await?,
+            cluster: Cluster::discover(&bootstrap, topic, &auth).await?,
+            bootstrap,
             auth,
             connections: HashMap::new(),
         })
     }
 
+    /// The number of partitions, as the last metadata discovery said.
     pub fn partitions(&self) -> i32 {
         self.cluster.partitions()
     }
 
-    /// Fetches `partition` from `offset`. A leadership or topic error
-    /// refreshes the partition map and tries once more.
+    /// Fetches `partition` from `offset`: one Fetch request (up to 4 MiB,
+    /// no waiting for new records) to its leader, dialled on first use.
+    /// A partition, network or protocol error drops the connections,
+    /// discovers the partition map again and tries once more, so a
+    /// fetch costs at most two Fetch requests and one discovery. An offset
+    /// out of the partition's range is not an error: no records.
     pub async fn fetch(&mut self, partition: i32, offset: i64) -> Result<Fetched, KafkaError> {
         match self.fetch_once(partition, offset).await {
             Err(KafkaError::Protocol(_) | KafkaError::Io(_) | KafkaError::Partition { .. }) => {
-                self.cluster = metadata(&self.bootstrap, &self.topic, &self.auth).await?;
+                self.cluster = Cluster::discover(&self.bootstrap, &self.topic, &self.auth).await?;
                 self.connections.clear();
                 self.fetch_once(partition, offset).await
             }
@@ -138,27 +155,11 @@ impl TopicReader {
     }
 }
 
-async fn metadata(bootstrap: &str, topic: &str, auth: &KafkaAuth) -> Result<Cluster, KafkaError> {
-    let mut last_error = KafkaError::Connect("no bootstrap servers".into());
-    for address in parse_bootstrap(bootstrap)? {
-        match Connection::connect(address, auth).await {
-            Ok(mut connection) => {
-                let topics = [topic];
-                let bytes = connection
-                    .call(|id| MetadataRequest::new(id, CLIENT_ID, &topics))
-                    .await?;
-                let response = MetadataResponse::try_from(bytes).map_err(|e| {
-                    KafkaError::Protocol(format!("unparseable metadata response: {e:?}"))
-                })?;
-                return cluster_from(response, topic);
-            }
-            Err(e) => last_error = e,
-        }
-    }
-    Err(last_error)
-}
-
-/// Decodes a Fetch v4 response for one partition.
+/// Decodes a Fetch v4 response for one partition: its whole batches (a
+/// batch cut short at the end is left out), CRC-32C checked, control
+/// batches skipped, gzip inflated. Refuses other compressions, a bad CRC,
+/// a broker error other than OFFSET_OUT_OF_RANGE (which yields no records)
+/// and a response without the partition.
 ///
 /// ```text
 /// correlation_id throttle_time_ms [topic [partition error_code high_watermark

@@ -28,12 +28,13 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::auth::KafkaAuth;
 use super::connection::Connection;
-use super::KafkaError;
+use super::error::KafkaError;
 
 /// Produce requests in flight to one broker at most.
 pub const MAX_IN_FLIGHT: usize = 4;
 
-/// The connections to one broker.
+/// The connections to one broker: at most [`MAX_IN_FLIGHT`] leased at
+/// once (further takers wait), idle ones kept for reuse.
 pub struct Pool {
     permits: Semaphore,
     /// Connections not in use, with when they were given back.
@@ -44,6 +45,7 @@ pub struct Pool {
 /// A connection taken from the pool; give it back with [`Pool::put`] after a
 /// request that completed, or drop it after one that failed.
 pub struct Lease<'a> {
+    /// The connection, this lease's alone until it is put back or dropped.
     pub connection: Connection,
     /// The connection served an earlier request (it was idle in the pool),
     /// as opposed to dialled for this one.
@@ -64,7 +66,8 @@ impl Pool {
 
     /// Waits for a free slot, then reuses the most recently used idle
     /// connection or dials one. Idle connections past `max_idle` are closed
-    /// on the way.
+    /// on the way. Costs a dial (and login) when no idle connection is
+    /// left; fails only when that dial does (the slot is freed again).
     pub async fn take(
         &self,
         address: impl FnOnce() -> Result<BrokerAddress, KafkaError>,
@@ -89,7 +92,7 @@ impl Pool {
         let reused = idle.is_some();
         let connection = match idle {
             Some(connection) => connection,
-            None => super::connect(&address()?, auth).await?,
+            None => Connection::connect(address()?, auth).await?,
         };
         Ok(Lease {
             connection,

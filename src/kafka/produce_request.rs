@@ -5,8 +5,9 @@
 //! report the timestamp Kafka stores. The audit needs it exact (`kafka_timestamp`
 //! must equal what a consumer reads), so this file encodes the request
 //! itself: every record of a request gets one explicit CreateTime. It plugs
-//! into samsa through its public `ToByte` trait and `HeaderRequest`, and the
-//! reply is still parsed by samsa's `ProduceResponse`.
+//! into samsa through its public `ToByte` trait and `HeaderRequest`; the
+//! reply is parsed by [`super::produce_response`] (samsa's `ProduceResponse`
+//! loses the error codes it has no name for).
 //!
 //! Layout (Kafka protocol, magic 2):
 //! ```text
@@ -30,16 +31,27 @@ const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// One record, borrowed from the caller's message.
 pub struct Record<'a> {
+    /// The record key.
     pub key: &'a [u8],
+    /// The record value.
     pub value: &'a [u8],
+    /// The record headers, in order.
     pub headers: &'a [(String, Bytes)],
 }
 
+/// A Produce request (v3) for one topic, encoded by its `ToByte`: one
+/// uncompressed record batch per partition, every record stamped with
+/// `timestamp` as its CreateTime, no idempotence or transaction.
 pub struct ProduceRequest<'a> {
+    /// The request's correlation id (the transport numbers requests).
     pub correlation_id: i32,
+    /// The client id brokers log.
     pub client_id: &'a str,
+    /// Required acks: -1 (all in-sync replicas), 0 or 1.
     pub acks: i16,
+    /// How long the broker may wait for the acks.
     pub timeout_ms: i32,
+    /// The one topic all partitions belong to.
     pub topic: &'a str,
     /// CreateTime of every record, ms since the epoch.
     pub timestamp: i64,

@@ -10,15 +10,18 @@
 
 use bytes::Bytes;
 
+use super::error::KafkaError;
 use super::error_code::ErrorCode;
 use super::reader::Reader;
-use super::KafkaError;
 
 /// The broker's answer for one partition of a produce request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionAnswer {
+    /// The topic, as the broker spelled it.
     pub topic: Bytes,
+    /// The partition index.
     pub partition: i32,
+    /// The broker's code for this partition, kept as sent.
     pub error_code: ErrorCode,
     /// The offset of the batch's first record.
     pub base_offset: i64,

@@ -4,7 +4,7 @@
 
 use bytes::{Buf, Bytes};
 
-use super::KafkaError;
+use super::error::KafkaError;
 
 /// Big-endian and varint reads that fail instead of panicking on short input.
 pub(super) struct Reader(pub(super) Bytes);

@@ -1,6 +1,6 @@
 //! Kafka's zigzag varints (protobuf style), as record batches use them for
 //! lengths, deltas and header counts: written by [`super::produce_request`],
-//! read by [`super::reader`].
+//! read by the fetch response reader.
 
 /// Appends `value` zigzag-encoded.
 pub fn put(out: &mut Vec<u8>, value: i64) {

@@ -24,40 +24,42 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use tokio::sync::Mutex;
 
 use super::{failed, handshake, sasl_authenticate, session_lifetime};
-use crate::kafka::connection::Connection;
-use crate::kafka::KafkaError;
+use crate::kafka::error::KafkaError;
+use crate::kafka::transport::Transport;
 
+/// The SASL mechanism name sent in the handshake.
 pub const MECHANISM: &str = "OAUTHBEARER";
 
 /// The share of a token's lifetime after which a new one is signed.
 const RENEW_AFTER: f64 = 0.8;
 
-/// The client's first (and only) OAUTHBEARER message.
+/// The client's first (and only) OAUTHBEARER message: RFC 7628's GS2
+/// header without authzid and one `auth` pair carrying `token`.
 pub fn client_first_message(token: &str) -> Vec<u8> {
     format!("n,,\x01auth=Bearer {token}\x01\x01").into_bytes()
 }
 
 /// Handshake, then the token.
 pub(super) async fn authenticate(
-    connection: &mut Connection,
+    transport: &mut Transport,
     tokens: &TokenCache,
 ) -> Result<Option<Duration>, KafkaError> {
-    handshake(connection, MECHANISM).await?;
+    handshake(transport, MECHANISM).await?;
     let token = tokens.token().await.map_err(|e| {
         failed(
-            connection,
+            transport,
             MECHANISM,
             format!("signing an MSK IAM token: {e}"),
         )
     })?;
-    let response = sasl_authenticate(connection, MECHANISM, client_first_message(&token)).await?;
+    let response = sasl_authenticate(transport, MECHANISM, client_first_message(&token)).await?;
     if !response.auth_bytes.is_empty() {
         // An RFC 7628 error challenge: acknowledge it, then report it. The
         // broker fails the exchange on the acknowledgement.
         let challenge = String::from_utf8_lossy(&response.auth_bytes).into_owned();
-        let _ = sasl_authenticate(connection, MECHANISM, vec![0x01]).await;
+        let _ = sasl_authenticate(transport, MECHANISM, vec![0x01]).await;
         return Err(failed(
-            connection,
+            transport,
             MECHANISM,
             format!("the broker refused the token: {challenge}"),
         ));
@@ -69,7 +71,9 @@ pub(super) async fn authenticate(
 /// whoever holds a token connects as the relay until it expires.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
+    /// The token as sent to the broker (for MSK IAM: a presigned URL, base64url).
     pub value: String,
+    /// When the broker stops accepting it.
     pub expires_at: SystemTime,
 }
 
@@ -85,6 +89,8 @@ impl std::fmt::Debug for Token {
 /// Where tokens come from.
 #[async_trait]
 pub trait TokenSource: Send + Sync + std::fmt::Debug {
+    /// A new token, or why none could be made (the text is logged and
+    /// becomes a login failure: retriable, the rows wait).
     async fn sign(&self) -> Result<Token, String>;
 }
 
@@ -104,6 +110,10 @@ impl std::fmt::Debug for MskIamSigner {
 }
 
 impl MskIamSigner {
+    /// A signer for `region`'s MSK clusters. Nothing is signed (nor any
+    /// credential fetched) until [`TokenSource::sign`]; each signing is
+    /// local (SigV4), no request to AWS beyond what the credentials
+    /// provider makes to refresh its credentials.
     pub fn new(region: Region, credentials: SharedCredentialsProvider) -> MskIamSigner {
         MskIamSigner {
             region,
@@ -143,6 +153,7 @@ struct Cached {
 }
 
 impl TokenCache {
+    /// An empty cache over `source`: the first [`TokenCache::token`] signs.
     pub fn new(source: Arc<dyn TokenSource>) -> TokenCache {
         TokenCache {
             source,
@@ -150,6 +161,9 @@ impl TokenCache {
         }
     }
 
+    /// The current token: the cached one until 80% of its lifetime has
+    /// passed, else a newly signed one (callers wait on one signing at a
+    /// time). Fails with the source's error; a failure is not cached.
     pub async fn token(&self) -> Result<String, String> {
         self.token_at(SystemTime::now()).await
     }

@@ -13,14 +13,16 @@ use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
 
 use super::{failed, handshake, sasl_authenticate, session_lifetime};
 use crate::config::Config;
-use crate::kafka::connection::Connection;
-use crate::kafka::KafkaError;
+use crate::kafka::error::KafkaError;
+use crate::kafka::transport::Transport;
 
+/// The SASL mechanism name sent in the handshake.
 pub const MECHANISM: &str = "SCRAM-SHA-512";
 
 /// A SCRAM user. The password never appears in `Debug` output or logs.
 #[derive(Clone)]
 pub struct ScramCredentials {
+    /// The SCRAM user name.
     pub username: String,
     password: String,
 }
@@ -42,6 +44,7 @@ struct MskSecret {
 }
 
 impl ScramCredentials {
+    /// Credentials as given; nothing is checked until a broker is logged in to.
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> ScramCredentials {
         ScramCredentials {
             username: username.into(),
@@ -87,32 +90,32 @@ impl ScramCredentials {
 /// Handshake, then the SCRAM exchange: client-first, server-first,
 /// client-final, server-final (verified).
 pub(super) async fn authenticate(
-    connection: &mut Connection,
+    transport: &mut Transport,
     credentials: &ScramCredentials,
 ) -> Result<Option<Duration>, KafkaError> {
-    handshake(connection, MECHANISM).await?;
+    handshake(transport, MECHANISM).await?;
     let config = SASLConfig::with_credentials(
         None,
         credentials.username.clone(),
         credentials.password.clone(),
     )
-    .map_err(|e| failed(connection, MECHANISM, e))?;
+    .map_err(|e| failed(transport, MECHANISM, e))?;
     let mechanism = Mechname::parse(MECHANISM.as_bytes()).expect("a valid mechanism name");
     let mut session = SASLClient::new(config)
         .start_suggested(&[mechanism])
-        .map_err(|e| failed(connection, MECHANISM, e))?;
+        .map_err(|e| failed(transport, MECHANISM, e))?;
     let mut input: Option<Vec<u8>> = None;
     let mut lifetime = None;
     loop {
         let mut output = Vec::new();
         let state = session
             .step(input.as_deref(), &mut output)
-            .map_err(|e| failed(connection, MECHANISM, format!("the broker's answer: {e}")))?;
+            .map_err(|e| failed(transport, MECHANISM, format!("the broker's answer: {e}")))?;
         if !state.has_sent_message() {
             // The server-final message was verified; nothing left to say.
             return Ok(lifetime);
         }
-        let response = sasl_authenticate(connection, MECHANISM, output).await?;
+        let response = sasl_authenticate(transport, MECHANISM, output).await?;
         lifetime = session_lifetime(&response);
         if state.is_finished() {
             return Ok(lifetime);

@@ -2,22 +2,20 @@
 //! TLS, SCRAM and IAM listeners expect.
 //!
 //! samsa's own `TlsConnection` always loads a client certificate and key, so
-//! it cannot be used for these listeners. [`TlsConnection`] is a samsa
-//! [`BrokerConnection`] (Kafka's length-prefixed frames over a rustls stream),
-//! so samsa's requests, and samsa itself, can run over it.
+//! it cannot be used for these listeners. [`TlsConnection`] carries Kafka's
+//! length-prefixed frames (the transport's own frame code) over a rustls
+//! stream.
 
-use std::io::{self, BufReader};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::BytesMut;
-use samsa::prelude::{encode::ToByte, BrokerAddress, BrokerConnection};
+use samsa::prelude::{encode::ToByte, BrokerAddress};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{self, pki_types::ServerName, RootCertStore};
+use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, RootCertStore};
 use tokio_rustls::{client::TlsStream, TlsConnector};
-
-use crate::kafka::connection;
 
 /// TLS client settings, built once and shared by every connection.
 #[derive(Clone, Debug)]
@@ -35,12 +33,14 @@ impl Tls {
     }
 
     /// Trusts only the CA certificates in a PEM file (a private CA, or a
-    /// local test broker's self-signed certificate).
+    /// local test broker's self-signed certificate). Refuses a file that
+    /// cannot be read, holds a malformed PEM section or no certificate at
+    /// all; other PEM sections (keys) are skipped.
     pub fn with_ca_file(path: &Path) -> anyhow::Result<Tls> {
-        let file = std::fs::File::open(path)
+        let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| anyhow::anyhow!("KAFKA_TLS_CA_FILE {}: {e}", path.display()))?;
         let mut roots = RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
+        for cert in certs {
             let cert =
                 cert.map_err(|e| anyhow::anyhow!("KAFKA_TLS_CA_FILE {}: {e}", path.display()))?;
             roots
@@ -65,7 +65,9 @@ impl Tls {
     }
 
     /// Dials the broker and completes the TLS handshake, verifying that the
-    /// certificate is valid for `address.host`.
+    /// certificate is valid for `address.host`. No timeout of its own (the
+    /// caller bounds the dial); refuses a host that is not a valid TLS
+    /// server name and a certificate the roots do not vouch for.
     pub async fn connect(&self, address: &BrokerAddress) -> io::Result<TlsConnection> {
         let server_name = ServerName::try_from(address.host.clone()).map_err(|e| {
             io::Error::new(
@@ -88,52 +90,17 @@ pub struct TlsConnection {
 }
 
 impl TlsConnection {
-    /// Writes one request frame (see [`connection::write_frame`]).
+    /// Writes one request frame (see [`super::write_frame`]).
     pub(crate) async fn write_frame<R: ToByte + Sync + Send>(
         &mut self,
         request: &R,
     ) -> io::Result<()> {
-        connection::write_frame(&mut self.stream, request).await
+        super::write_frame(&mut self.stream, request).await
     }
 
     /// Reads one response frame, its length capped at
-    /// [`connection::MAX_FRAME_BYTES`] (see [`connection::read_frame`]).
+    /// [`super::MAX_FRAME_BYTES`] (see [`super::read_frame`]).
     pub(crate) async fn read_frame(&mut self) -> io::Result<BytesMut> {
-        connection::read_frame(&mut self.stream).await
+        super::read_frame(&mut self.stream).await
     }
-}
-
-/// What samsa needs to dial a [`TlsConnection`].
-#[derive(Clone, Debug)]
-pub struct TlsDial {
-    pub tls: Tls,
-    pub address: BrokerAddress,
-}
-
-#[async_trait]
-impl BrokerConnection for TlsConnection {
-    type ConnConfig = TlsDial;
-
-    async fn send_request<R: ToByte + Sync + Send>(
-        &mut self,
-        req: &R,
-    ) -> samsa::prelude::Result<()> {
-        self.write_frame(req).await.map_err(samsa_error)
-    }
-
-    async fn receive_response(&mut self) -> samsa::prelude::Result<BytesMut> {
-        self.read_frame().await.map_err(samsa_error)
-    }
-
-    async fn new(dial: TlsDial) -> samsa::prelude::Result<Self> {
-        dial.tls.connect(&dial.address).await.map_err(samsa_error)
-    }
-
-    async fn from_addr(dial: TlsDial, address: BrokerAddress) -> samsa::prelude::Result<Self> {
-        dial.tls.connect(&address).await.map_err(samsa_error)
-    }
-}
-
-fn samsa_error(e: io::Error) -> samsa::prelude::Error {
-    samsa::prelude::Error::IoError(e.kind())
 }

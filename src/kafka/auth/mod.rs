@@ -9,9 +9,10 @@
 //! | `scram` | TLS | SCRAM-SHA-512 ([`scram`]) | 9096 |
 //! | `iam` | TLS | OAUTHBEARER with an MSK IAM token ([`oauthbearer`]) | 9098 |
 //!
-//! TLS ([`tls`]) trusts Mozilla's root certificates (MSK's brokers present
-//! certificates that chain to Amazon Trust Services) or, with
-//! `KAFKA_TLS_CA_FILE`, only the CAs in that PEM file.
+//! TLS ([`Tls`], from `kafka::transport::tls`) trusts Mozilla's root
+//! certificates (MSK's brokers present certificates that chain to Amazon
+//! Trust Services) or, with `KAFKA_TLS_CA_FILE`, only the CAs in that PEM
+//! file.
 //!
 //! What samsa 0.1.8 offers here and why we do not use it: its `TlsConnection`
 //! insists on a client certificate and key (it loads them unconditionally and
@@ -24,17 +25,19 @@
 //! correlation id and panics (`expect`) on a server message it cannot verify;
 //! and it has no OAUTHBEARER. We keep samsa's SaslHandshake (v1) and
 //! SaslAuthenticate (v1) request and response types and drive them through
-//! [`Connection`], which numbers and checks every request; the SCRAM arithmetic
-//! is rsasl's, the crate samsa itself uses.
+//! a `Transport`, which numbers and checks every request; the SCRAM
+//! arithmetic is rsasl's, the crate samsa itself uses. This module sits
+//! between the transport below and `connection` above, which dials
+//! and then logs in through `KafkaAuth::authenticate`.
 //!
 //! Sessions end: a broker that supports re-authentication (KIP-368, as MSK
 //! does) answers SaslAuthenticate with the session's lifetime and closes the
-//! connection after it. [`Connection`] dials again, and so authenticates again
-//! with fresh credentials, once 80% of that lifetime has passed.
+//! connection after it. `connection::Connection` dials again, and
+//! so authenticates again with fresh credentials, once 80% of that lifetime
+//! has passed.
 
 pub mod oauthbearer;
 pub mod scram;
-pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,12 +49,12 @@ use samsa::prelude::protocol::{
 };
 use samsa::prelude::KafkaCode;
 
-use super::connection::{Connection, CLIENT_ID};
-use super::KafkaError;
+use super::error::KafkaError;
+pub use super::transport::tls::Tls;
+use super::transport::{Transport, CLIENT_ID};
 use crate::config::{Config, KafkaAuthMode};
 pub use oauthbearer::TokenCache;
 pub use scram::ScramCredentials;
-pub use tls::Tls;
 
 /// How to reach and log in to the brokers. Cheap to clone: every connection
 /// of a producer shares one TLS configuration and one token cache.
@@ -119,12 +122,12 @@ impl KafkaAuth {
     /// lifetime when the broker limits it (KIP-368).
     pub(super) async fn authenticate(
         &self,
-        connection: &mut Connection,
+        transport: &mut Transport,
     ) -> Result<Option<Duration>, KafkaError> {
         match self {
             KafkaAuth::None | KafkaAuth::Tls(_) => Ok(None),
-            KafkaAuth::Scram(_, credentials) => scram::authenticate(connection, credentials).await,
-            KafkaAuth::Iam(_, tokens) => oauthbearer::authenticate(connection, tokens).await,
+            KafkaAuth::Scram(_, credentials) => scram::authenticate(transport, credentials).await,
+            KafkaAuth::Iam(_, tokens) => oauthbearer::authenticate(transport, tokens).await,
         }
     }
 }
@@ -134,23 +137,23 @@ impl KafkaAuth {
 /// permission is fixed by deploying, and the rows must wait for that, not
 /// become FAILED.
 pub(super) fn failed(
-    connection: &Connection,
+    transport: &Transport,
     mechanism: &str,
     why: impl std::fmt::Display,
 ) -> KafkaError {
     KafkaError::Connect(format!(
         "{}: {mechanism} authentication failed: {why}",
-        connection.address()
+        transport.address()
     ))
 }
 
 /// SaslHandshake v1: announces the mechanism; the broker answers with the
 /// mechanisms it has enabled when it does not support ours.
 pub(super) async fn handshake(
-    connection: &mut Connection,
+    transport: &mut Transport,
     mechanism: &str,
 ) -> Result<(), KafkaError> {
-    let bytes = connection
+    let bytes = transport
         .exchange(|id| SaslHandshakeRequest::new(id, CLIENT_ID, mechanism.to_string()))
         .await?;
     let response = SaslHandshakeResponse::try_from(bytes)
@@ -162,7 +165,7 @@ pub(super) async fn handshake(
             .map(|m| String::from_utf8_lossy(m).into_owned())
             .collect();
         return Err(failed(
-            connection,
+            transport,
             mechanism,
             format!(
                 "the broker refused the mechanism ({:?}); it offers: {}",
@@ -177,12 +180,12 @@ pub(super) async fn handshake(
 /// One SaslAuthenticate v1 round trip. A refusal is an error carrying the
 /// broker's message.
 pub(super) async fn sasl_authenticate(
-    connection: &mut Connection,
+    transport: &mut Transport,
     mechanism: &str,
     auth_bytes: Vec<u8>,
 ) -> Result<SaslAuthenticationResponse, KafkaError> {
     let auth_bytes = Bytes::from(auth_bytes);
-    let bytes = connection
+    let bytes = transport
         .exchange(|id| SaslAuthenticationRequest::new(id, CLIENT_ID, auth_bytes.clone()))
         .await?;
     let response = SaslAuthenticationResponse::try_from(bytes).map_err(|e| {
@@ -195,7 +198,7 @@ pub(super) async fn sasl_authenticate(
             .map(|m| String::from_utf8_lossy(m).into_owned())
             .unwrap_or_default();
         return Err(failed(
-            connection,
+            transport,
             mechanism,
             format!("{:?}: {message}", response.error_code),
         ));

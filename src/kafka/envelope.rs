@@ -1,0 +1,109 @@
+//! The outbox's message envelope: what a consumer of the topic can rely on
+//! besides the value, written by the relay and checked by `verify`, so the
+//! header names live here and nowhere else.
+//!
+//! Every message carries, as record headers (CloudEvents' Kafka binding,
+//! binary mode):
+//!
+//! | header | value |
+//! |---|---|
+//! | `outbox_id` ([`OUTBOX_ID_HEADER`]) | the outbox row id: what a consumer deduplicates on |
+//! | `ce_specversion` | `1.0` |
+//! | `ce_id` | the outbox row id |
+//! | `ce_source` | the configured event source |
+//! | `ce_type` | [`EVENT_TYPE`] |
+//! | `ce_time` | the row's `created_at` |
+//! | `content-type` | [`CONTENT_TYPE`] |
+//!
+//! The key is the participant id and the value the participant's JSON.
+
+use bytes::Bytes;
+
+use super::fetch::FetchedRecord;
+use super::message::Message;
+
+/// The header a consumer deduplicates on: the outbox row id.
+pub const OUTBOX_ID_HEADER: &str = "outbox_id";
+/// The CloudEvents type of every message (`ce_type`).
+pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
+/// The content type of every message's value (`content-type`).
+pub const CONTENT_TYPE: &str = "application/json";
+
+/// One outbox row's envelope: the values its headers carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The outbox row id (`outbox_id`, `ce_id`).
+    pub outbox_id: &'a str,
+    /// The event source (`ce_source`).
+    pub source: &'a str,
+    /// When the row was written (`ce_time`), RFC 3339.
+    pub time: &'a str,
+}
+
+impl Envelope<'_> {
+    /// The message for this envelope: `key` and `value` as given, the
+    /// headers of the table above in that order. No request.
+    pub fn message(&self, key: String, value: Bytes) -> Message {
+        let header = |name: &str, value: &str| (name.to_string(), Bytes::from(value.to_string()));
+        Message {
+            key,
+            value,
+            headers: vec![
+                header(OUTBOX_ID_HEADER, self.outbox_id),
+                header("ce_specversion", "1.0"),
+                header("ce_id", self.outbox_id),
+                header("ce_source", self.source),
+                header("ce_type", EVENT_TYPE),
+                header("ce_time", self.time),
+                header("content-type", CONTENT_TYPE),
+            ],
+        }
+    }
+}
+
+/// The outbox row id a message read back from the topic carries, if any
+/// (its first [`OUTBOX_ID_HEADER`] header with a value).
+pub fn outbox_id(record: &FetchedRecord) -> Option<&[u8]> {
+    record.header(OUTBOX_ID_HEADER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_relay_writes_verify_reads() {
+        let envelope = Envelope {
+            outbox_id: "row-1",
+            source: "/raffle",
+            time: "2026-12-02T10:00:00.000Z",
+        };
+        let message = envelope.message("p-1".into(), Bytes::from_static(b"{}"));
+        let names: Vec<&str> = message.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                OUTBOX_ID_HEADER,
+                "ce_specversion",
+                "ce_id",
+                "ce_source",
+                "ce_type",
+                "ce_time",
+                "content-type"
+            ]
+        );
+        let record = FetchedRecord {
+            offset: 0,
+            timestamp: 0,
+            key: Some(Bytes::from(message.key.clone())),
+            value: Some(message.value.clone()),
+            headers: message
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), Some(v.clone())))
+                .collect(),
+        };
+        assert_eq!(outbox_id(&record), Some(&b"row-1"[..]));
+        assert_eq!(record.header("ce_type"), Some(EVENT_TYPE.as_bytes()));
+    }
+}
