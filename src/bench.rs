@@ -243,7 +243,7 @@ pub async fn run(
             key: id.clone(),
             value: Bytes::from(p.to_string()),
             headers: vec![(
-                "outbox_id".into(),
+                crate::kafka::envelope::OUTBOX_ID_HEADER.into(),
                 Bytes::from(uuid::Uuid::new_v4().to_string()),
             )],
         })
