@@ -16,22 +16,13 @@ use aws_sdk_dynamodb::types::{
 };
 use raffle_outbox::kafka::partitioner::partition_for;
 use raffle_outbox::kafka::Producer;
+use raffle_outbox::local;
 use raffle_outbox::outbox::row::{due_shard, DUE_SHARDS};
-use raffle_outbox::outbox::{OutboxRow, Source, Status, StoreError, Written};
+use raffle_outbox::outbox::{OutboxRow, Status, StoreError, Written};
 use raffle_outbox::relay::{Relay, OUTBOX_ID_HEADER};
-use raffle_outbox::{demo, local};
 use time::OffsetDateTime;
 
-/// Outbox row number `n`: a sample participant, PENDING, due at `due`.
-fn row(n: usize, due: OffsetDateTime) -> OutboxRow {
-    let (id, participant) = demo::sample_participant(n);
-    let source = Source {
-        event_id: format!("ev-{n}"),
-        sequence_number: Some(format!("{n:021}")),
-    };
-    let now = OffsetDateTime::now_utc();
-    OutboxRow::pending(&source, id, participant.to_string(), now, due)
-}
+use common::rows::pending as row;
 
 /// The first `count` rows numbered from `from` on that `wanted` accepts.
 fn rows_where(

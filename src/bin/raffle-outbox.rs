@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use raffle_outbox::audit::export::{self, Format};
+use raffle_outbox::audit::record::Record;
 use raffle_outbox::audit::show::{list_line, render_row, row_json, LIST_HEADER};
 use raffle_outbox::audit::summary::Summary;
 use raffle_outbox::audit::time_range::parse_time;
@@ -366,7 +367,9 @@ async fn execute(cli: Cli, stack: StackConfig) -> anyhow::Result<ExitCode> {
         Command::Retention { days, dry_run } => {
             let days = days.or(config.retention_days);
             let query = audit_query(&config).await;
-            let report = retention::apply(&query, days, dry_run, &|_| {}).await?;
+            let outbox =
+                raffle_outbox::outbox::OutboxStore::new(query.client().clone(), query.table());
+            let report = retention::apply(&query, &outbox, days, dry_run, &|_| {}).await?;
             let policy = days.map_or("keep forever".to_string(), |d| {
                 format!("{d} days after delivery")
             });
@@ -478,7 +481,7 @@ async fn print_rows(mut pages: Pages, limit: Option<usize>, json: bool) -> anyho
                 return Ok(());
             }
             if json {
-                println!("{}", serde_json::to_string(&row)?);
+                println!("{}", serde_json::to_string(&Record::of(&row))?);
             } else {
                 println!("{}", list_line(&row));
             }
@@ -536,9 +539,9 @@ async fn redrive(query: &AuditQuery, args: RedriveArgs) -> anyhow::Result<ExitCo
             return Ok(ExitCode::FAILURE);
         }
     }
+    let outbox = raffle_outbox::outbox::OutboxStore::new(query.client().clone(), query.table());
     let outcome = redrive::redrive(
-        query.client(),
-        query.table(),
+        &outbox,
         &plan.candidates,
         OffsetDateTime::now_utc(),
         &|_| {},

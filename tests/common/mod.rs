@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod rows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Once;
