@@ -37,7 +37,7 @@ impl OutboxStore {
     /// instead of sending it. Rows someone else claimed first are skipped.
     ///
     /// The claim transition ([`super::transition`]), one conditional
-    /// UpdateItem per id returning the new row, [`WRITE_CONCURRENCY`] in
+    /// UpdateItem per id returning the new row, `WRITE_CONCURRENCY` (32) in
     /// flight: a write unit per KB of each row.
     pub async fn claim(
         &self,

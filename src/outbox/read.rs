@@ -100,7 +100,7 @@ impl OutboxStore {
 
     /// Ids of rows due at `now` (PENDING past their backoff, or IN_FLIGHT
     /// with an expired lease), at most `limit`, oldest first per shard and
-    /// shared fairly between the shards ([`pick_due`]): the shard served
+    /// shared fairly between the shards (`pick_due`): the shard served
     /// first moves round with each call, so every shard with work is served
     /// within ⌈`DUE_SHARDS` / `limit`⌉ calls however small `limit` is.
     /// Costs one Query per shard (16), on the keys-only due index. The

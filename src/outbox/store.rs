@@ -1,7 +1,8 @@
 //! The outbox table's handle: [`OutboxStore`], the one writer of the table.
-//! Its requests are split by responsibility: [`super::read`] (reads and the
-//! due index), [`super::claim`] (claims) and [`super::write`] (inserts and
-//! the relay's and operators' transitions, named in [`super::transition`]).
+//! Its requests are split by responsibility: `outbox/read.rs` (reads and
+//! the due index), `outbox/claim.rs` (claims) and `outbox/write.rs` (inserts
+//! and the relay's and operators' transitions, named in
+//! [`super::transition`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -52,7 +52,7 @@ impl OutboxStore {
 
     /// [`insert`](Self::insert) for many rows, in transactions of conditional
     /// puts: one request per hundred rows instead of one per row,
-    /// [`BATCH_CONCURRENCY`] in flight. When a transaction is cancelled
+    /// `BATCH_CONCURRENCY` (4) in flight. When a transaction is cancelled
     /// (some row exists already, or one is refused), its rows are written
     /// one by one, so each gets its own answer. Answers come back in the
     /// rows' order. Costs two write units per KB of each row in a
@@ -145,7 +145,7 @@ impl OutboxStore {
     /// The delivered transition: marks rows DELIVERED where the broker
     /// stored them (with `expires_at`, epoch seconds, under a retention
     /// policy: [`super::expires_at`]), if `holder` still holds them: in
-    /// transactions of [`MARK_BATCH`], [`BATCH_CONCURRENCY`]
+    /// transactions of [`MARK_BATCH`], `BATCH_CONCURRENCY` (4)
     /// in flight, one by one when a transaction is cancelled. The rows leave
     /// the due index. Answers come back in order. `after_first_batch` runs once
     /// the first transaction is written (the crash tests' `during_mark`
