@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::kafka::{Message, Producer};
 use crate::local::{self, StackConfig};
 use crate::outbox::row::{epoch_ms, rfc3339};
-use crate::outbox::{OutboxRow, OutboxStore, Source, Status};
+use crate::outbox::{OutboxRow, OutboxStore, Source, Status, Stored};
 use crate::pipeline::PipelineReport;
 use crate::relay::{Relay, BATCHES_IN_FLIGHT};
 use crate::{demo, migrate};
@@ -558,27 +558,25 @@ fn export_row(i: usize, t0: OffsetDateTime, topic: &str) -> OutboxRow {
         event_id: format!("bench-export-{i}"),
         sequence_number: Some(i.to_string()),
     };
-    let mut row = OutboxRow::pending(&source, id, participant.to_string(), at, at);
+    let row = OutboxRow::pending(&source, id, participant.to_string(), at, at);
     match i % 100 {
-        0 => {
-            row.status = Status::Failed;
-            row.attempts = 10;
-            row.last_error = Some("partition 1: broker error MessageSizeTooLarge".into());
-            (row.due_shard, row.due_at) = (None, None);
+        // Out of attempts: ten sends refused for the message's fault.
+        0 => OutboxRow {
+            attempts: 10,
+            ..row
         }
-        1 => {}
+        .into_failed("partition 1: broker error MessageSizeTooLarge"),
+        1 => row,
         _ => {
-            row.status = Status::Delivered;
-            row.attempts = 1;
-            row.kafka_topic = Some(topic.to_string());
-            row.kafka_partition = Some((i % 3) as i32);
-            row.kafka_offset = Some(i as i64 / 3);
-            row.kafka_timestamp = Some(epoch_ms(at));
-            row.delivered_at = Some(rfc3339(at));
-            (row.due_shard, row.due_at) = (None, None);
+            let stored = Stored {
+                topic: topic.to_string(),
+                partition: (i % 3) as i32,
+                offset: i as i64 / 3,
+                timestamp: epoch_ms(at),
+            };
+            row.into_delivered(&stored, at, None)
         }
     }
-    row
 }
 
 /// `kcat -P` sending the same keyed messages to a topic of its own; the

@@ -1,8 +1,9 @@
 //! `redrive`: FAILED rows back to PENDING, so the relay sends them again once
 //! the cause (a deleted topic, a broker limit, an ACL) has been fixed.
 //!
-//! One conditional UpdateItem per row, on `status = FAILED` and on the
-//! attempts the operator was shown: a concurrent relay (which never touches a
+//! One redrive transition per row ([`OutboxStore::redrive`]: a conditional
+//! UpdateItem on `status = FAILED` and on the attempts the operator was
+//! shown): a concurrent relay (which never touches a
 //! FAILED row) or a second redrive (which would have changed the row) makes
 //! the condition fail, and the row is reported as changed, never written
 //! twice. The update resets `attempts` to 0, counts `redrive_count`, appends
@@ -15,15 +16,11 @@
 
 use std::io::{BufRead, Write};
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::Client;
 use futures::{stream, StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
-use crate::audit::{AuditQuery, AuditRecord, TimeRange};
-use crate::outbox::row::{due_shard, epoch_ms, rfc3339};
-use crate::outbox::Status;
+use crate::audit::{AuditQuery, TimeRange};
+use crate::outbox::{OutboxRow, OutboxStore, Status, Written};
 
 /// Conditional updates in flight at once.
 const CONCURRENCY: usize = 16;
@@ -82,7 +79,7 @@ pub async fn plan(query: &AuditQuery, selection: &Selection) -> anyhow::Result<P
     if !selection.ids.is_empty() {
         for id in &selection.ids {
             let item = query.item(id).await?;
-            let row: Option<AuditRecord> = item.map(serde_dynamo::from_item).transpose()?;
+            let row: Option<OutboxRow> = item.map(serde_dynamo::from_item).transpose()?;
             match row {
                 None => plan.refused.push(Refusal {
                     id: id.clone(),
@@ -116,7 +113,7 @@ pub async fn plan(query: &AuditQuery, selection: &Selection) -> anyhow::Result<P
     Ok(plan)
 }
 
-fn candidate(row: AuditRecord) -> Candidate {
+fn candidate(row: OutboxRow) -> Candidate {
     Candidate {
         id: row.id,
         participant_id: row.participant_id,
@@ -127,7 +124,7 @@ fn candidate(row: AuditRecord) -> Candidate {
 }
 
 /// Why a row asked for by id cannot be redriven, if it cannot.
-fn refusal(row: &AuditRecord) -> Option<String> {
+fn refusal(row: &OutboxRow) -> Option<String> {
     match row.status {
         Status::Failed => None,
         Status::Rejected => Some(format!(
@@ -146,22 +143,17 @@ fn refusal(row: &AuditRecord) -> Option<String> {
     }
 }
 
-/// Moves the candidates from FAILED to PENDING, each with one conditional
-/// update; `progress` gets the running count.
+/// Moves the candidates from FAILED to PENDING, each with one redrive
+/// transition; `progress` gets the running count.
 pub async fn redrive(
-    client: &Client,
-    table: &str,
+    outbox: &OutboxStore,
     candidates: &[Candidate],
     now: OffsetDateTime,
     progress: &dyn Fn(u64),
 ) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     let mut results = stream::iter(candidates)
-        .map(|c| async move {
-            redrive_one(client, table, c, now)
-                .await
-                .map(|done| (c, done))
-        })
+        .map(|c| async move { redrive_one(outbox, c, now).await.map(|done| (c, done)) })
         .buffer_unordered(CONCURRENCY);
     while let Some((candidate, done)) = results.try_next().await? {
         if done {
@@ -178,58 +170,15 @@ pub async fn redrive(
 
 /// FAILED → PENDING, if the row is still FAILED with the attempts we read.
 async fn redrive_one(
-    client: &Client,
-    table: &str,
+    outbox: &OutboxStore,
     row: &Candidate,
     now: OffsetDateTime,
 ) -> anyhow::Result<bool> {
-    let mut entry = vec![
-        ("at", AttributeValue::S(rfc3339(now))),
-        (
-            "attempts_before",
-            AttributeValue::N(row.attempts.to_string()),
-        ),
-    ];
-    if let Some(error) = &row.last_error {
-        entry.push(("last_error", AttributeValue::S(error.clone())));
-    }
-    let entry = AttributeValue::M(entry.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
-    let result = client
-        .update_item()
-        .table_name(table)
-        .key("id", AttributeValue::S(row.id.clone()))
-        .condition_expression("#status = :failed AND attempts = :attempts_before")
-        .update_expression(
-            "SET #status = :pending, attempts = :zero, due_shard = :shard, due_at = :now, \
-             redrive_count = if_not_exists(redrive_count, :zero) + :one, \
-             redrive_history = list_append(if_not_exists(redrive_history, :empty), :entry) \
-             REMOVE lease_owner, lease_until",
-        )
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":failed", AttributeValue::S(Status::Failed.to_string()))
-        .expression_attribute_values(":pending", AttributeValue::S(Status::Pending.to_string()))
-        .expression_attribute_values(
-            ":attempts_before",
-            AttributeValue::N(row.attempts.to_string()),
-        )
-        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-        .expression_attribute_values(":one", AttributeValue::N("1".into()))
-        .expression_attribute_values(":shard", AttributeValue::S(due_shard(&row.id)))
-        .expression_attribute_values(":now", AttributeValue::N(epoch_ms(now).to_string()))
-        .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-        .expression_attribute_values(":entry", AttributeValue::L(vec![entry]))
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) => {
-            match e.into_service_error() {
-                e if e.is_conditional_check_failed_exception() => Ok(false),
-                e => Err(anyhow::anyhow!(DisplayErrorContext(e))
-                    .context(format!("redriving {}", row.id))),
-            }
-        }
-    }
+    let written = outbox
+        .redrive(&row.id, row.attempts, row.last_error.as_deref(), now)
+        .await
+        .map_err(|e| anyhow::anyhow!(e).context(format!("redriving {}", row.id)))?;
+    Ok(written == Written::Yes)
 }
 
 /// Asks `question` and reads a yes. Anything else, or no answer, is no.

@@ -29,9 +29,9 @@ use crate::deadline::Budget;
 use crate::failpoint::failpoint;
 use crate::kafka::envelope::Envelope;
 use crate::kafka::{Delivery, KafkaError, Message, Producer};
-use crate::outbox::row::{after_failure, epoch_ms, AfterFailure};
-use crate::outbox::store::Holder;
-use crate::outbox::{OutboxRow, OutboxStore, Status, StoreError, Written};
+use crate::outbox::backoff::{after_failure, AfterFailure};
+use crate::outbox::row::epoch_ms;
+use crate::outbox::{Holder, OutboxRow, OutboxStore, Status, StoreError, Stored, Written};
 
 /// Batches one relay works on at once: while one batch waits for the
 /// broker, another's marks are written. Bounded, so a large stream batch
@@ -419,15 +419,15 @@ impl Relay {
             self.log_send_response(row, delivery);
         }
         pass.report.delivered += acked.len();
-        let marks: Vec<(&str, &Delivery)> = acked
+        let marks: Vec<(&str, Stored)> = acked
             .iter()
-            .map(|(row, delivery)| (row.id.as_str(), *delivery))
+            .map(|(row, delivery)| (row.id.as_str(), stored(delivery)))
             .collect();
         let now = OffsetDateTime::now_utc();
         let expires_at = self
             .config
             .retention_days
-            .map(|days| crate::retention::expires_at(now, days));
+            .map(|days| crate::outbox::expires_at(now, days));
         let marked = self
             .outbox
             .mark_delivered_all(&marks, holder, now, expires_at, || failpoint("during_mark"))
@@ -503,6 +503,16 @@ impl Relay {
                 self.outbox.mark_failed(&row.id, holder, &text).await
             }
         }
+    }
+}
+
+/// Where the broker stored a message, as the outbox records it.
+fn stored(delivery: &Delivery) -> Stored {
+    Stored {
+        topic: delivery.topic.clone(),
+        partition: delivery.partition,
+        offset: delivery.offset,
+        timestamp: delivery.timestamp,
     }
 }
 

@@ -9,21 +9,18 @@
 //! is at least [`MIN_DAYS`] (2): less would let TTL delete a row while its
 //! participants-stream record can still be replayed.
 //!
-//! [`apply`] brings existing DELIVERED rows in line with the policy (sets,
-//! changes or removes `expires_at`), for when the policy is introduced or
+//! The expiry rule is the row's ([`crate::outbox::expires_at`]). [`apply`]
+//! brings existing DELIVERED rows in line with the policy (sets, changes or
+//! removes `expires_at` with the expiry transition,
+//! [`OutboxStore::set_expiry`]), for when the policy is introduced or
 //! changed; rows delivered afterwards get it from the relay.
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{stream, StreamExt, TryStreamExt};
-use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
 
-use crate::audit::{AuditQuery, AuditRecord, TimeRange};
-use crate::outbox::Status;
-
-/// The TTL attribute (migration 0005).
-pub const EXPIRES_AT: &str = "expires_at";
+use crate::audit::{AuditQuery, TimeRange};
+pub use crate::outbox::expires_at;
+pub use crate::outbox::schema::EXPIRES_AT;
+use crate::outbox::{OutboxStore, Status};
 
 /// Conditional updates in flight at once.
 const CONCURRENCY: usize = 16;
@@ -58,12 +55,6 @@ pub fn check_days(days: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// When a row delivered at `delivered_at` expires under `days` of retention,
-/// in epoch seconds (what DynamoDB's TTL reads).
-pub fn expires_at(delivered_at: OffsetDateTime, days: u32) -> i64 {
-    (delivered_at + Duration::days(days.into())).unix_timestamp()
-}
-
 /// What [`apply`] did (or, dry, would do).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
@@ -73,11 +64,13 @@ pub struct Report {
 }
 
 /// Makes every DELIVERED row's `expires_at` match `days` (`None`: keep
-/// forever, so the attribute is removed). Each write is conditional on the
-/// row still being DELIVERED. Refuses `days` under [`MIN_DAYS`] before
+/// forever, so the attribute is removed): reads them through `query`'s
+/// `by_status` index, writes through `outbox`. Each write is conditional on
+/// the row still being DELIVERED. Refuses `days` under [`MIN_DAYS`] before
 /// reading anything.
 pub async fn apply(
     query: &AuditQuery,
+    outbox: &OutboxStore,
     days: Option<u32>,
     dry_run: bool,
     progress: &dyn Fn(u64),
@@ -93,7 +86,7 @@ pub async fn apply(
         let changes: Vec<(String, Option<i64>)> = page?
             .into_iter()
             .filter_map(|row| {
-                let wanted = wanted(&row, days);
+                let wanted = row.expiry(days);
                 (row.expires_at != wanted).then_some((row.id, wanted))
             })
             .collect();
@@ -101,7 +94,7 @@ pub async fn apply(
         report.removed += changes.iter().filter(|(_, w)| w.is_none()).count() as u64;
         if !dry_run {
             stream::iter(&changes)
-                .map(|(id, wanted)| write(query, id, *wanted))
+                .map(|(id, wanted)| write(outbox, id, *wanted))
                 .buffer_unordered(CONCURRENCY)
                 .try_collect::<Vec<()>>()
                 .await?;
@@ -115,44 +108,19 @@ pub async fn apply(
     Ok(report)
 }
 
-fn wanted(row: &AuditRecord, days: Option<u32>) -> Option<i64> {
-    let delivered_at = row.delivered_at.as_deref()?;
-    let delivered_at = OffsetDateTime::parse(delivered_at, &Rfc3339).ok()?;
-    days.map(|days| expires_at(delivered_at, days))
-}
-
-async fn write(query: &AuditQuery, id: &str, expires: Option<i64>) -> anyhow::Result<()> {
-    let request = query
-        .client()
-        .update_item()
-        .table_name(query.table())
-        .key("id", AttributeValue::S(id.to_string()))
-        .condition_expression("#status = :delivered")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(
-            ":delivered",
-            AttributeValue::S(Status::Delivered.to_string()),
-        );
-    let request = match expires {
-        Some(at) => request
-            .update_expression(format!("SET {EXPIRES_AT} = :at"))
-            .expression_attribute_values(":at", AttributeValue::N(at.to_string())),
-        None => request.update_expression(format!("REMOVE {EXPIRES_AT}")),
-    };
-    match request.send().await {
-        Ok(_) => Ok(()),
-        Err(e) => match e.into_service_error() {
-            // No longer DELIVERED (deleted by TTL meanwhile): nothing to keep.
-            e if e.is_conditional_check_failed_exception() => Ok(()),
-            e => Err(anyhow::anyhow!(DisplayErrorContext(e)).context(format!("retention of {id}"))),
-        },
-    }
+/// The expiry transition; a row no longer DELIVERED (deleted by TTL
+/// meanwhile) has nothing to keep.
+async fn write(outbox: &OutboxStore, id: &str, expires: Option<i64>) -> anyhow::Result<()> {
+    outbox
+        .set_expiry(id, expires)
+        .await
+        .map_err(|e| anyhow::anyhow!(e).context(format!("retention of {id}")))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::macros::datetime;
 
     #[test]
     fn retention_shorter_than_the_streams_replay_window_is_refused() {
@@ -166,14 +134,5 @@ mod tests {
         assert!(parse_days("x").is_err());
         assert_eq!(parse_days("2"), Ok(2));
         assert_eq!(parse_days("3650"), Ok(3650));
-    }
-
-    #[test]
-    fn expiry_is_delivery_plus_the_days_in_epoch_seconds() {
-        let delivered = datetime!(2026-11-28 12:00:00.5 UTC);
-        assert_eq!(
-            expires_at(delivered, 30),
-            datetime!(2026-12-28 12:00:00 UTC).unix_timestamp()
-        );
     }
 }

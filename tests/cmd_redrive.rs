@@ -156,15 +156,9 @@ async fn a_second_redrive_of_the_same_rows_changes_nothing() {
     assert_eq!(plan.candidates.len(), 3);
     let mut outcomes = Vec::new();
     for _ in 0..2 {
-        let outcome = redrive::redrive(
-            &env.dynamodb,
-            &env.config.outbox_table,
-            &plan.candidates,
-            now,
-            &|_| {},
-        )
-        .await
-        .unwrap();
+        let outcome = redrive::redrive(&env.outbox, &plan.candidates, now, &|_| {})
+            .await
+            .unwrap();
         outcomes.push((outcome.redriven.len(), outcome.changed.len()));
     }
     assert_eq!(

@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use raffle_outbox::demo;
-use raffle_outbox::outbox::store::MARK_BATCH;
 use raffle_outbox::outbox::Status;
+use raffle_outbox::outbox::MARK_BATCH;
 use raffle_outbox::relay::OUTBOX_ID_HEADER;
 
 const PARTICIPANTS: usize = 40;

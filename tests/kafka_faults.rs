@@ -12,12 +12,10 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use common::broker::Broker;
 use raffle_outbox::kafka::partitioner::partition_for;
 use raffle_outbox::kafka::{Message, Producer, ProducerSettings};
-use raffle_outbox::outbox::row::epoch_ms;
 use raffle_outbox::outbox::{OutboxRow, Source, Status, Written};
 use raffle_outbox::relay::{Relay, OUTBOX_ID_HEADER};
 use raffle_outbox::{demo, Config};
@@ -114,28 +112,6 @@ fn assert_on_topic_once(records: &[common::Record], rows: &[OutboxRow]) {
     }
 }
 
-/// Puts a row in the state a relay that crashed mid-send leaves it in,
-/// `claims` times over: IN_FLIGHT under a lease that has expired.
-async fn crashed_claims(env: &common::TestEnv, row: &OutboxRow, claims: u32) {
-    let past = epoch_ms(OffsetDateTime::now_utc()) - 1_000;
-    env.dynamodb
-        .update_item()
-        .table_name(&env.config.outbox_table)
-        .key("id", AttributeValue::S(row.id.clone()))
-        .update_expression(
-            "SET #status = :in_flight, attempts = :claims, lease_owner = :owner, \
-             lease_until = :past, due_at = :past",
-        )
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":in_flight", AttributeValue::S("IN_FLIGHT".into()))
-        .expression_attribute_values(":claims", AttributeValue::N(claims.to_string()))
-        .expression_attribute_values(":owner", AttributeValue::S("relay-that-crashed".into()))
-        .expression_attribute_values(":past", AttributeValue::N(past.to_string()))
-        .send()
-        .await
-        .expect("row set IN_FLIGHT");
-}
-
 /// Issue 10, item 5: a row whose every claim ended without an outcome (the
 /// relay crashed, timed out or was killed mid-send each time) is FAILED at
 /// its next claim instead of being sent again, and says why; a row one
@@ -146,8 +122,8 @@ async fn a_row_claimed_max_attempts_times_without_an_outcome_is_failed_not_sent(
     let mut config = env.config.clone();
     config.max_attempts = 3;
     let rows = pending_rows(&env, 0..2, |_, _| {}).await;
-    crashed_claims(&env, &rows[0], 3).await;
-    crashed_claims(&env, &rows[1], 2).await;
+    common::rows::crashed_claims(&env.outbox, &rows[0], 3).await;
+    common::rows::crashed_claims(&env.outbox, &rows[1], 2).await;
 
     let report = relay(&env, config).await.sweep().await.expect("sweep");
 

@@ -16,22 +16,13 @@ use aws_sdk_dynamodb::types::{
 };
 use raffle_outbox::kafka::partitioner::partition_for;
 use raffle_outbox::kafka::Producer;
+use raffle_outbox::local;
 use raffle_outbox::outbox::row::{due_shard, DUE_SHARDS};
-use raffle_outbox::outbox::{OutboxRow, Source, Status, StoreError, Written};
+use raffle_outbox::outbox::{Holder, OutboxRow, Status, StoreError, Stored, Written};
 use raffle_outbox::relay::{Relay, OUTBOX_ID_HEADER};
-use raffle_outbox::{demo, local};
 use time::OffsetDateTime;
 
-/// Outbox row number `n`: a sample participant, PENDING, due at `due`.
-fn row(n: usize, due: OffsetDateTime) -> OutboxRow {
-    let (id, participant) = demo::sample_participant(n);
-    let source = Source {
-        event_id: format!("ev-{n}"),
-        sequence_number: Some(format!("{n:021}")),
-    };
-    let now = OffsetDateTime::now_utc();
-    OutboxRow::pending(&source, id, participant.to_string(), now, due)
-}
+use common::rows::pending_due as row;
 
 /// The first `count` rows numbered from `from` on that `wanted` accepts.
 fn rows_where(
@@ -479,4 +470,69 @@ async fn a_sweep_stops_before_its_deadline_with_nothing_in_flight() {
         let sent = sends[row.participant_id.as_deref().unwrap()];
         assert!((1..=most).contains(&sent), "{sent} sends of {}", row.id);
     }
+}
+
+/// The rows the benchmark and the tests seed (the transitions' in-memory
+/// twins, `OutboxRow::into_delivered` / `into_failed`) are the rows the
+/// table's own transitions leave: a claimed row marked DELIVERED, one
+/// marked FAILED, and a redriven one, each read back and compared whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn seeded_rows_are_the_rows_the_transitions_write() {
+    let env = common::env().await;
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<OutboxRow> = (0..2).map(|n| row(n, now)).collect();
+    insert(&env, &rows).await;
+    let lease_until = raffle_outbox::outbox::row::epoch_ms(now) + 60_000;
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let claimed = env.outbox.claim(&ids, "me", now, lease_until).await;
+    assert_eq!(claimed.rows.len(), 2, "{claimed:?}");
+
+    let at = OffsetDateTime::now_utc();
+    let where_stored = Stored {
+        topic: "t".into(),
+        partition: 1,
+        offset: 42,
+        timestamp: 1_795_867_200_000,
+    };
+    let marks = [(rows[0].id.as_str(), where_stored.clone())];
+    let marked = env
+        .outbox
+        .mark_delivered_all(&marks, Holder::Lease("me"), at, Some(7), || async {})
+        .await;
+    assert_eq!(marked[0].as_ref().unwrap(), &Written::Yes);
+    let expected = rows[0].clone().into_delivered(&where_stored, at, Some(7));
+    assert_eq!(stored(&env, &rows[0]).await, expected);
+
+    let written = env
+        .outbox
+        .mark_failed(&rows[1].id, Holder::Lease("me"), "too large")
+        .await;
+    assert_eq!(written.unwrap(), Written::Yes);
+    let failed = rows[1].clone().into_failed("too large");
+    assert_eq!(stored(&env, &rows[1]).await, failed);
+
+    let redriven = env
+        .outbox
+        .redrive(
+            &failed.id,
+            failed.attempts,
+            failed.last_error.as_deref(),
+            at,
+        )
+        .await;
+    assert_eq!(redriven.unwrap(), Written::Yes);
+    let back = stored(&env, &failed).await;
+    assert_eq!(
+        (back.status, back.attempts, back.redrive_count),
+        (Status::Pending, 0, 1)
+    );
+    assert_eq!(back.redrive_history[0].attempts_before, 1);
+    assert_eq!(
+        env.outbox
+            .redrive(&failed.id, failed.attempts, None, at)
+            .await
+            .unwrap(),
+        Written::ConditionFailed,
+        "a second redrive of what was read changes nothing"
+    );
 }

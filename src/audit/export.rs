@@ -9,9 +9,9 @@ use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::record::COLUMNS;
-use super::{AuditQuery, AuditRecord, TimeRange};
-use crate::outbox::Status;
+use super::record::{Record, COLUMNS};
+use super::{AuditQuery, TimeRange};
+use crate::outbox::{OutboxRow, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -52,11 +52,12 @@ pub async fn export(
     Ok(written)
 }
 
-fn write_row(out: &mut dyn Write, row: &AuditRecord, format: Format) -> std::io::Result<()> {
+fn write_row(out: &mut dyn Write, row: &OutboxRow, format: Format) -> std::io::Result<()> {
+    let row = Record::of(row);
     match format {
         Format::Csv => write_csv_line(out, row.values().iter().map(String::as_str)),
         Format::Jsonl => {
-            serde_json::to_writer(&mut *out, row)?;
+            serde_json::to_writer(&mut *out, &row)?;
             out.write_all(b"\n")
         }
     }

@@ -10,8 +10,12 @@
 //! | every row of one participant | `by_participant` | `participant_id` = P |
 //! | one row, whole | the table | `id` |
 //!
-//! Both indexes project the audit attributes ([`AuditRecord`]) but not the
-//! payload: a row's personal fields are read only by `show`, from the table.
+//! Both indexes project the audit attributes
+//! ([`AUDIT_ATTRIBUTES`](crate::outbox::schema::AUDIT_ATTRIBUTES)) but not
+//! the payload: a row's personal fields are read only by `show`, from the
+//! table. Rows come back as [`OutboxRow`](crate::outbox::OutboxRow)s without
+//! those fields; [`record::Record`] is their export columns. The index
+//! names are the outbox's ([`crate::outbox::schema`]).
 
 pub mod export;
 pub mod query;
@@ -21,13 +25,11 @@ pub mod summary;
 pub mod time_range;
 
 pub use query::{AuditQuery, Pages};
-pub use record::AuditRecord;
 pub use time_range::TimeRange;
 
-/// Rows by state and creation time (migration 0003).
-pub const BY_STATUS_INDEX: &str = "by_status";
-/// Rows by participant and creation time (migration 0004).
-pub const BY_PARTICIPANT_INDEX: &str = "by_participant";
+/// The audit's name for the outbox row it reads: the same type, as an
+/// index projection holds it (no payload, due or lease fields).
+pub use crate::outbox::OutboxRow as AuditRecord;
 
 /// A state as the operator types it (`failed`, `FAILED`, `in_flight`).
 pub fn parse_status(text: &str) -> Result<crate::outbox::Status, String> {

@@ -11,8 +11,9 @@ use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use aws_sdk_dynamodb::Client;
 
-use super::{AuditRecord, TimeRange, BY_PARTICIPANT_INDEX, BY_STATUS_INDEX};
-use crate::outbox::Status;
+use super::TimeRange;
+use crate::outbox::schema::{BY_PARTICIPANT_INDEX, BY_STATUS_INDEX, ID};
+use crate::outbox::{OutboxRow, Status};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -31,6 +32,7 @@ impl AuditQuery {
         }
     }
 
+    /// The SDK client the audit reads with.
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -92,7 +94,7 @@ impl AuditQuery {
     }
 
     /// The oldest row in `status`, if any.
-    pub async fn oldest(&self, status: Status) -> anyhow::Result<Option<AuditRecord>> {
+    pub async fn oldest(&self, status: Status) -> anyhow::Result<Option<OutboxRow>> {
         let mut pages = self.by_status(status, TimeRange::default(), None);
         pages.request = pages.request.limit(1);
         Ok(pages.next().await?.and_then(|rows| rows.into_iter().next()))
@@ -104,7 +106,7 @@ impl AuditQuery {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("id", AttributeValue::S(id.to_string()))
+            .key(ID, AttributeValue::S(id.to_string()))
             .consistent_read(true)
             .send()
             .await
@@ -133,13 +135,13 @@ impl Pages {
 
     /// The next page's rows in the time range (possibly none: a page can be
     /// all filtered out), or `None` after the last page.
-    pub async fn next(&mut self) -> anyhow::Result<Option<Vec<AuditRecord>>> {
+    pub async fn next(&mut self) -> anyhow::Result<Option<Vec<OutboxRow>>> {
         let Some(items) = self.next_items().await? else {
             return Ok(None);
         };
         let mut rows = Vec::with_capacity(items.len());
         for item in items {
-            let row: AuditRecord = serde_dynamo::from_item(item)
+            let row: OutboxRow = serde_dynamo::from_item(item)
                 .context("an outbox row in the index is unreadable")?;
             if self.range.contains(&row.created_at) {
                 rows.push(row);
@@ -150,7 +152,7 @@ impl Pages {
 
     /// The pages on a channel, the next one fetched while the caller works
     /// on the current: at most `PREFETCH` pages are held.
-    pub fn prefetched(mut self) -> tokio::sync::mpsc::Receiver<anyhow::Result<Vec<AuditRecord>>> {
+    pub fn prefetched(mut self) -> tokio::sync::mpsc::Receiver<anyhow::Result<Vec<OutboxRow>>> {
         const PREFETCH: usize = 1;
         let (sender, receiver) = tokio::sync::mpsc::channel(PREFETCH);
         tokio::spawn(async move {

@@ -2,20 +2,18 @@
 
 use std::fmt::Write as _;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use time::OffsetDateTime;
 
 use super::query::Item;
-use super::AuditRecord;
 use crate::outbox::row::rfc3339;
+use crate::outbox::schema::PAYLOAD_GZIP;
 use crate::outbox::OutboxRow;
 
 /// One row, whole: its state, the broker's send response, errors, the
 /// redrive history and the payload (the participant: shown to the operator,
-/// never logged).
+/// never logged). The item is read once, as an [`OutboxRow`].
 pub fn render_row(item: &Item) -> anyhow::Result<String> {
     let row: OutboxRow = serde_dynamo::from_item(item.clone())?;
-    let record: AuditRecord = serde_dynamo::from_item(item.clone())?;
     let mut out = String::new();
     let mut line = |name: &str, value: &dyn std::fmt::Display| {
         let _ = writeln!(out, "  {name:<22} {value}");
@@ -28,7 +26,7 @@ pub fn render_row(item: &Item) -> anyhow::Result<String> {
     line("status", &row.status);
     line("created_at", &row.created_at);
     line("attempts", &row.attempts);
-    line("redrive_count", &record.redrive_count);
+    line("redrive_count", &row.redrive_count);
     line("source_event_id", &row.source_event_id);
     line(
         "source_sequence_number",
@@ -53,7 +51,7 @@ pub fn render_row(item: &Item) -> anyhow::Result<String> {
     if let Some(reason) = &row.reject_reason {
         line("reject_reason", reason);
     }
-    if let Some(at) = record.expires_at {
+    if let Some(at) = row.expires_at {
         line("expires_at", &at);
     }
     if let (Some(shard), Some(due)) = (&row.due_shard, row.due_at) {
@@ -62,7 +60,7 @@ pub fn render_row(item: &Item) -> anyhow::Result<String> {
     if let Some(owner) = &row.lease_owner {
         line("lease", &format!("{owner} until {}", opt(row.lease_until)));
     }
-    let history = redrive_history(item);
+    let history = redrive_history(&row);
     let _ = writeln!(
         out,
         "  redrive_history        {} entr{}",
@@ -93,7 +91,7 @@ pub fn render_row(item: &Item) -> anyhow::Result<String> {
 pub fn row_json(item: &Item) -> anyhow::Result<serde_json::Value> {
     let row: OutboxRow = serde_dynamo::from_item(item.clone())?;
     let mut item = item.clone();
-    item.remove("payload_gzip");
+    item.remove(PAYLOAD_GZIP);
     let mut json: serde_json::Value = serde_dynamo::from_item(item)?;
     if let Ok(payload) = row.payload_bytes() {
         json["payload"] = String::from_utf8_lossy(&payload).into_owned().into();
@@ -102,23 +100,15 @@ pub fn row_json(item: &Item) -> anyhow::Result<serde_json::Value> {
 }
 
 /// `2026-11-28T12:00:01Z  attempts before 10  last error: …`
-fn redrive_history(item: &Item) -> Vec<String> {
-    let Some(AttributeValue::L(entries)) = item.get("redrive_history") else {
-        return Vec::new();
-    };
-    entries
+fn redrive_history(row: &OutboxRow) -> Vec<String> {
+    row.redrive_history
         .iter()
-        .filter_map(|e| e.as_m().ok())
         .map(|e| {
-            let text = |k: &str| match e.get(k) {
-                Some(AttributeValue::S(s) | AttributeValue::N(s)) => s.clone(),
-                _ => "-".into(),
-            };
             format!(
                 "{}  attempts before {}  last error: {}",
-                text("at"),
-                text("attempts_before"),
-                text("last_error")
+                e.at,
+                e.attempts_before,
+                e.last_error.as_deref().unwrap_or("-")
             )
         })
         .collect()
@@ -133,7 +123,7 @@ pub const LIST_HEADER: &str =
     "created_at                 status     id                                    participant_id                        attempts  where / why";
 
 /// One row per line: when, state, ids, attempts, and where it went or why not.
-pub fn list_line(row: &AuditRecord) -> String {
+pub fn list_line(row: &OutboxRow) -> String {
     let why = match (&row.coordinates(), &row.reject_reason, &row.last_error) {
         (Some(at), _, _) => at.clone(),
         (None, Some(reason), _) => reason.clone(),

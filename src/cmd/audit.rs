@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use super::progress::Progress;
 use super::{Context, Outcome, Window};
 use crate::audit::export::{self, Format};
+use crate::audit::record::Record;
 use crate::audit::show::{list_line, render_row, row_json, LIST_HEADER};
 use crate::audit::summary::Summary;
 use crate::audit::{parse_status, AuditQuery, Pages};
@@ -147,7 +148,7 @@ async fn print_rows(mut pages: Pages, limit: Option<usize>, json: bool) -> anyho
                 return Ok(());
             }
             if json {
-                println!("{}", serde_json::to_string(&row)?);
+                println!("{}", serde_json::to_string(&Record::of(&row))?);
             } else {
                 println!("{}", list_line(&row));
             }

@@ -90,9 +90,9 @@ impl RedriveArgs {
             true => Progress::hidden(),
             false => Progress::bar(n as u64, "rows redriven"),
         };
+        let outbox = crate::outbox::OutboxStore::new(query.client().clone(), query.table());
         let outcome = redrive::redrive(
-            query.client(),
-            query.table(),
+            &outbox,
             &plan.candidates,
             OffsetDateTime::now_utc(),
             &|done| progress.set(done),

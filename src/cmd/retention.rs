@@ -42,7 +42,9 @@ impl RetentionArgs {
                 false => "DELIVERED rows changed",
             }),
         };
-        let report = retention::apply(&query, days, self.dry_run, &|n| progress.set(n)).await?;
+        let outbox = crate::outbox::OutboxStore::new(query.client().clone(), query.table());
+        let report =
+            retention::apply(&query, &outbox, days, self.dry_run, &|n| progress.set(n)).await?;
         progress.finish();
         if self.json {
             super::print_json(&json!({

@@ -22,7 +22,7 @@ use crate::config::Config;
 fn table_name(config: &Config, logical: &str) -> anyhow::Result<String> {
     match logical {
         "participants" => Ok(config.participants_table.clone()),
-        "outbox" => Ok(config.outbox_table.clone()),
+        crate::outbox::schema::TABLE => Ok(config.outbox_table.clone()),
         other => anyhow::bail!("migration names unknown table `{other}`"),
     }
 }

@@ -311,13 +311,14 @@ mod tests {
 
     #[test]
     fn the_outbox_ends_with_the_audit_indexes_and_a_ttl() {
-        let (outbox, ttl) = final_table("outbox").unwrap();
+        use crate::outbox::schema::{BY_PARTICIPANT_INDEX, BY_STATUS_INDEX, DUE_INDEX, TABLE};
+        let (outbox, ttl) = final_table(TABLE).unwrap();
         let indexes: Vec<&str> = outbox
             .global_secondary_indexes
             .iter()
             .map(|i| i.index_name.as_str())
             .collect();
-        assert_eq!(indexes, ["due", "by_status", "by_participant"]);
+        assert_eq!(indexes, [DUE_INDEX, BY_STATUS_INDEX, BY_PARTICIPANT_INDEX]);
         for index in &outbox.global_secondary_indexes {
             for key in &index.key_schema {
                 assert!(
@@ -330,7 +331,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(ttl.unwrap().attribute_name, "expires_at");
+        assert_eq!(
+            ttl.unwrap().attribute_name,
+            crate::outbox::schema::EXPIRES_AT
+        );
         assert!(final_table("participants").unwrap().1.is_none());
     }
 }

@@ -1,15 +1,14 @@
 //! An outbox row: one participant on its way to Kafka, and the audit record
 //! of how it got there.
 //!
-//! This file is pure: the row's shape, its states, how its id is derived and
-//! when it is due again. [`super::store`] does the conditional writes that
-//! move a row between states.
+//! This file is pure: the row's shape, its states, how its id is derived,
+//! when it is due again and when it expires. [`super::transition`] names the
+//! conditional writes that move a row between states; the attribute names
+//! are in [`super::schema`].
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-use crate::kafka::Blame;
 
 /// Namespace of the UUID v5 row ids. Fixed forever: changing it would give a
 /// redelivered stream record a new id, and so a second row.
@@ -39,14 +38,23 @@ pub const DUE_SHARDS: u32 = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
+    /// Waiting to be sent: in the due index, due at `due_at`.
     Pending,
+    /// Claimed by a relay until `lease_until`; due again when the lease ends.
     InFlight,
+    /// The broker stored it (`kafka_*`); out of the due index. Terminal
+    /// (TTL may delete it under a retention policy).
     Delivered,
+    /// Given up on, with `last_error`; out of the due index until an
+    /// operator redrives it.
     Failed,
+    /// A stream record that could not be made into a message, kept with
+    /// its `raw_image` and `reject_reason`. Terminal.
     Rejected,
 }
 
 impl Status {
+    /// Every state, in the order of the state diagram.
     pub const ALL: [Status; 5] = [
         Status::Pending,
         Status::InFlight,
@@ -55,6 +63,7 @@ impl Status {
         Status::Rejected,
     ];
 
+    /// The state as stored in `status` (`IN_FLIGHT`).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "PENDING",
@@ -77,14 +86,18 @@ impl std::fmt::Display for Status {
 /// is sparse, so a row leaves it by losing `due_shard`/`due_at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxRow {
+    /// The key: [`row_id`] of the stream record (or [`reconcile_row_id`]).
     pub id: String,
+    /// The participant's id, the Kafka key (absent on a REJECTED row whose
+    /// image had none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub participant_id: Option<String>,
+    /// Where the row is in its life.
     pub status: Status,
     /// RFC 3339, UTC, milliseconds.
     pub created_at: String,
     /// Sends the broker answered with a fault of the message itself (too
-    /// large, invalid: [`Blame::Message`]), plus claims that ended without
+    /// large, invalid: [`crate::kafka::Blame::Message`]), plus claims that ended without
     /// any outcome (the relay crashed, timed out or was killed mid-send). A
     /// claim counts one in advance and a failure that is not the message's
     /// gives it back, so failures of the cluster, the network or the
@@ -93,7 +106,7 @@ pub struct OutboxRow {
     /// outcome after N claims").
     #[serde(default)]
     pub attempts: u32,
-    /// Sends that failed for a cause other than the message ([`Blame::Cluster`]:
+    /// Sends that failed for a cause other than the message ([`crate::kafka::Blame::Cluster`]:
     /// a broker outage, a network error, a timeout, leadership, missing
     /// authorization or login): the row went back to PENDING without
     /// spending an attempt, due again after a backoff that grows with this
@@ -103,6 +116,7 @@ pub struct OutboxRow {
     /// it again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub waits: u32,
+    /// The last failed send's (or mark's) error; kept after a later success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// The participant as JSON: the Kafka value, fixed when the row is made.
@@ -118,18 +132,25 @@ pub struct OutboxRow {
     /// REJECTED rows: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_reason: Option<String>,
+    /// DELIVERED rows: the topic the broker stored the message in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_topic: Option<String>,
+    /// DELIVERED rows: its partition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_partition: Option<i32>,
+    /// DELIVERED rows: its offset in the partition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_offset: Option<i64>,
     /// Milliseconds since the epoch, as Kafka stores timestamps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_timestamp: Option<i64>,
+    /// DELIVERED rows: when the relay marked it, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<String>,
+    /// The participants-stream record the row was made from (for a row
+    /// `reconcile --repair` wrote: `reconcile:<participant id>`).
     pub source_event_id: String,
+    /// That record's sequence number in its shard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_sequence_number: Option<String>,
     /// Due index partition key: present only while the row has work to do.
@@ -138,16 +159,68 @@ pub struct OutboxRow {
     /// Due index sort key, epoch ms: when the row may next be claimed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<i64>,
+    /// IN_FLIGHT rows: the relay that claimed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_owner: Option<String>,
+    /// IN_FLIGHT rows: the claim's end, epoch ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until: Option<i64>,
+    /// Times an operator redrove the row (FAILED → PENDING); absent until
+    /// the first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redrive_count: u32,
+    /// One entry per redrive, oldest first; absent until the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redrive_history: Vec<RedriveEntry>,
+    /// Retention: epoch seconds after which DynamoDB's TTL deletes the row.
+    /// Only DELIVERED rows carry it, and only under a retention policy
+    /// ([`expires_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// What one redrive recorded of the row it moved back to PENDING.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedriveEntry {
+    /// When, RFC 3339.
+    pub at: String,
+    /// The row's `attempts` before the redrive reset them to 0.
+    pub attempts_before: u32,
+    /// The row's `last_error` then, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Where the broker stored a row's message: what the DELIVERED transition
+/// records. The outbox's own type; the relay converts the broker's answer
+/// into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset in the partition.
+    pub offset: i64,
+    /// Milliseconds since the epoch: the broker's LogAppendTime when the
+    /// topic uses it, otherwise the CreateTime the producer stamped.
+    pub timestamp: i64,
+}
+
+/// When a row delivered at `delivered_at` expires under `days` of
+/// retention, in epoch seconds (what DynamoDB's TTL reads): the expiry rule
+/// of the outbox, used by the relay (at delivery) and by `retention` (for
+/// rows delivered before a policy change).
+pub fn expires_at(delivered_at: OffsetDateTime, days: u32) -> i64 {
+    (delivered_at + time::Duration::days(days.into())).unix_timestamp()
 }
 
 /// Where a row came from in the participants table's stream.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The record's `eventID`: the row's id derives from it.
     pub event_id: String,
+    /// The record's sequence number, if it has one.
     pub sequence_number: Option<String>,
 }
 
@@ -212,6 +285,29 @@ impl OutboxRow {
         }
     }
 
+    /// What the row's `expires_at` should be under `days` of retention
+    /// (`None`: keep forever): [`expires_at`] of its `delivered_at`, and
+    /// `None` for a row never delivered (or whose `delivered_at` is not RFC
+    /// 3339), which never expires.
+    pub fn expiry(&self, days: Option<u32>) -> Option<i64> {
+        let delivered_at = self.delivered_at.as_deref()?;
+        let delivered_at =
+            OffsetDateTime::parse(delivered_at, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+        days.map(|days| expires_at(delivered_at, days))
+    }
+
+    /// Where the broker stored it, as `topic/partition@offset`; `None`
+    /// until it is DELIVERED.
+    pub fn coordinates(&self) -> Option<String> {
+        Some(format!(
+            "{}/{}@{}",
+            self.kafka_topic.as_deref()?,
+            self.kafka_partition?,
+            self.kafka_offset?
+        ))
+    }
+
     /// The same row under another id (its due shard follows the id).
     pub fn with_id(self, id: String) -> OutboxRow {
         OutboxRow {
@@ -245,6 +341,9 @@ impl OutboxRow {
             due_at: None,
             lease_owner: None,
             lease_until: None,
+            redrive_count: 0,
+            redrive_history: Vec::new(),
+            expires_at: None,
         }
     }
 }
@@ -279,61 +378,6 @@ pub fn due_shard(row_id: &str) -> String {
     (hash % DUE_SHARDS).to_string()
 }
 
-/// What happens to a row whose send failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterFailure {
-    /// The message's fault, and it may pass another time: back to PENDING,
-    /// due again after this many milliseconds; the attempt stays spent.
-    RetryIn(i64),
-    /// Not the message's fault ([`Blame::Cluster`]): back to PENDING, due
-    /// again after this many milliseconds, the attempt given back and one
-    /// more wait counted. Never FAILED for such a cause.
-    WaitIn(i64),
-    /// FAILED: the message's fault, and out of attempts or refused for good.
-    GiveUp,
-}
-
-/// The longest backoff between two sends of a row: 5 minutes.
-const MAX_BACKOFF_MS: i64 = 300_000;
-
-/// What to do with a row whose send just failed, and when to send it again.
-///
-/// `attempts` counts the row's sends answered with a fault of the message,
-/// the one that just failed included if it is one, plus its claims that
-/// ended without any outcome; `waits` counts the failures that were not the
-/// message's fault before this one. Only the message's faults spend
-/// attempts (see [`Blame`]); the others make the row wait as long as the
-/// cause lasts, the backlog alarm being what tells.
-///
-/// Both backoffs are exponential with "equal jitter": the ceiling doubles
-/// from 1 s (1 s, 2 s, 4 s … capped at 5 min) and the delay is half the
-/// ceiling plus `jitter` ∈ [0, 1) of the other half, so relays that failed
-/// together do not retry together, yet the attempts of a row cannot be spent
-/// in a burst (ten attempts span at least ~4 minutes), and a long outage
-/// costs a waiting row one send every 2.5 to 5 minutes.
-pub fn after_failure(
-    attempts: u32,
-    waits: u32,
-    max_attempts: u32,
-    blame: Blame,
-    jitter: f64,
-) -> AfterFailure {
-    match blame {
-        Blame::Cluster => AfterFailure::WaitIn(backoff(waits.saturating_add(1), jitter)),
-        Blame::Message { retriable: true } if attempts < max_attempts => {
-            AfterFailure::RetryIn(backoff(attempts, jitter))
-        }
-        Blame::Message { .. } => AfterFailure::GiveUp,
-    }
-}
-
-/// The delay after the `n`-th failure (n ≥ 1) of one kind.
-fn backoff(n: u32, jitter: f64) -> i64 {
-    let ceiling = (1_000i64 << n.saturating_sub(1).min(20)).min(MAX_BACKOFF_MS);
-    let half = ceiling / 2;
-    half + ((half as f64) * jitter.clamp(0.0, 1.0)) as i64
-}
-
 /// RFC 3339 in UTC with exactly three fractional digits. Fixed width on
 /// purpose: `created_at` is the range key of the audit indexes, which compare
 /// strings, so string order must be time order (`…05.1Z` would sort after
@@ -347,161 +391,12 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// Milliseconds since the epoch: the unit of `due_at`, `lease_until` and
+/// `kafka_timestamp`.
 pub fn epoch_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    fn source(event_id: &str) -> Source {
-        Source {
-            event_id: event_id.into(),
-            sequence_number: Some("100".into()),
-        }
-    }
-
-    #[test]
-    fn rfc3339_is_utc_with_three_fractional_digits_so_strings_sort_as_times() {
-        assert_eq!(
-            rfc3339(datetime!(2026-11-28 10:00:05 UTC)),
-            "2026-11-28T10:00:05.000Z"
-        );
-        assert_eq!(
-            rfc3339(datetime!(2026-11-28 10:00:05.1 UTC)),
-            "2026-11-28T10:00:05.100Z"
-        );
-        assert_eq!(
-            rfc3339(datetime!(2026-11-28 12:00:05.123456 +02:00)),
-            "2026-11-28T10:00:05.123Z"
-        );
-        let times = [
-            datetime!(2026-11-28 10:00:05.05 UTC),
-            datetime!(2026-11-28 10:00:05.1 UTC),
-            datetime!(2026-11-28 10:00:05 UTC),
-        ];
-        let mut by_string = times.map(rfc3339);
-        by_string.sort();
-        let mut by_time = times;
-        by_time.sort();
-        assert_eq!(by_string, by_time.map(rfc3339));
-    }
-
-    #[test]
-    fn row_id_is_a_deterministic_uuid_v5_of_the_event_id() {
-        let a = row_id("c81e728d9d4c2f636f067f89cc14862c");
-        assert_eq!(a, row_id("c81e728d9d4c2f636f067f89cc14862c"));
-        assert_ne!(a, row_id("eccbc87e4b5ce2fe28308fd9f2a7baf3"));
-        let parsed = Uuid::parse_str(&a).unwrap();
-        assert_eq!(parsed.get_version_num(), 5);
-        // Pinned: a change here would make redelivered records into new rows.
-        assert_eq!(
-            row_id("event-1"),
-            Uuid::new_v5(&ROW_ID_NAMESPACE, b"event-1").to_string()
-        );
-        assert_eq!(
-            ROW_ID_NAMESPACE.to_string(),
-            "6f1c2a57-9d3e-4b8a-a0f4-52c1e7d93b06"
-        );
-    }
-
-    #[test]
-    fn reconcile_ids_are_one_per_participant_and_apart_from_stream_ids() {
-        let a = reconcile_row_id("0b9d6c2e-1f4a-4c8e-9a57-3d2f6e8b1c40");
-        assert_eq!(a, reconcile_row_id("0b9d6c2e-1f4a-4c8e-9a57-3d2f6e8b1c40"));
-        assert_ne!(a, reconcile_row_id("another"));
-        assert_ne!(a, row_id("0b9d6c2e-1f4a-4c8e-9a57-3d2f6e8b1c40"));
-        assert_eq!(Uuid::parse_str(&a).unwrap().get_version_num(), 5);
-        let now = datetime!(2026-11-28 12:00:00 UTC);
-        let row =
-            OutboxRow::pending(&source("e1"), "p".into(), "{}".into(), now, now).with_id(a.clone());
-        assert_eq!(row.id, a);
-        assert_eq!(row.due_shard, Some(due_shard(&a)));
-    }
-
-    #[test]
-    fn pending_rows_are_due_now_and_rejected_rows_never() {
-        let now = datetime!(2026-11-28 12:00:00.123456 UTC);
-        let p = OutboxRow::pending(&source("e1"), "p-1".into(), "{}".into(), now, now);
-        assert_eq!(p.status, Status::Pending);
-        assert_eq!(p.due_at, Some(1_795_867_200_123));
-        assert_eq!(p.created_at, "2026-11-28T12:00:00.123Z");
-        assert!(p.due_shard.as_deref().unwrap().parse::<u32>().unwrap() < DUE_SHARDS);
-        let r = OutboxRow::rejected(&source("e2"), None, Some("{}".into()), "no id".into(), now);
-        assert_eq!(
-            (r.status, r.due_shard, r.due_at),
-            (Status::Rejected, None, None)
-        );
-    }
-
-    #[test]
-    fn rows_round_trip_through_dynamodb_items_without_nulls() {
-        let now = datetime!(2026-11-28 12:00:00 UTC);
-        let row = OutboxRow::pending(
-            &source("e1"),
-            "p-1".into(),
-            r#"{"id":"p-1"}"#.into(),
-            now,
-            now,
-        );
-        let item: serde_dynamo::Item = serde_dynamo::to_item(&row).unwrap();
-        assert!(!item.contains_key("kafka_offset"), "absent, not NULL");
-        assert_eq!(
-            item.get("status"),
-            Some(&serde_dynamo::AttributeValue::S("PENDING".into()))
-        );
-        let back: OutboxRow = serde_dynamo::from_item(item).unwrap();
-        assert_eq!(back, row);
-    }
-
-    #[test]
-    fn large_payloads_are_stored_compressed_and_read_back_exactly() {
-        let now = datetime!(2026-11-28 12:00:00 UTC);
-        let big = format!(r#"{{"id":"p","bio":"{}"}}"#, "Zoë ".repeat(100_000));
-        let row = OutboxRow::pending(&source("e1"), "p".into(), big.clone(), now, now);
-        assert!(row.payload.is_none());
-        assert!(row.payload_gzip.as_ref().unwrap().len() < INLINE_PAYLOAD_LIMIT);
-        let item: serde_dynamo::Item = serde_dynamo::to_item(&row).unwrap();
-        assert!(matches!(
-            item.get("payload_gzip"),
-            Some(serde_dynamo::AttributeValue::B(_))
-        ));
-        let back: OutboxRow = serde_dynamo::from_item(item).unwrap();
-        assert_eq!(back.payload_bytes().unwrap(), big.as_bytes());
-        let small = OutboxRow::pending(&source("e2"), "p".into(), "{}".into(), now, now);
-        assert_eq!(small.payload_bytes().unwrap(), b"{}");
-    }
-
-    #[test]
-    fn backoff_doubles_with_equal_jitter_and_gives_up() {
-        let message = Blame::Message { retriable: true };
-        let retry = |attempts, jitter| after_failure(attempts, 0, 10, message, jitter);
-        assert_eq!(retry(1, 0.0), AfterFailure::RetryIn(500));
-        assert_eq!(retry(1, 1.0), AfterFailure::RetryIn(1_000));
-        assert_eq!(retry(3, 0.5), AfterFailure::RetryIn(3_000));
-        assert_eq!(retry(9, 0.0), AfterFailure::RetryIn(128_000));
-        assert_eq!(
-            after_failure(30, 0, 99, message, 1.0),
-            AfterFailure::RetryIn(300_000)
-        );
-        assert_eq!(after_failure(10, 0, 10, message, 0.3), AfterFailure::GiveUp);
-        let refused = Blame::Message { retriable: false };
-        assert_eq!(after_failure(1, 0, 10, refused, 0.3), AfterFailure::GiveUp);
-    }
-
-    #[test]
-    fn a_failure_that_is_not_the_message_s_waits_without_spending_attempts() {
-        let wait =
-            |attempts, waits, jitter| after_failure(attempts, waits, 2, Blame::Cluster, jitter);
-        // The backoff grows with the row's waits, whatever its attempts.
-        assert_eq!(wait(1, 0, 0.0), AfterFailure::WaitIn(500));
-        assert_eq!(wait(1, 2, 1.0), AfterFailure::WaitIn(4_000));
-        // At and past the attempt limit: still waiting, never FAILED.
-        assert_eq!(wait(2, 5, 0.0), AfterFailure::WaitIn(16_000));
-        assert_eq!(wait(7, 0, 0.0), AfterFailure::WaitIn(500));
-        // Capped at five minutes, however long the outage.
-        assert_eq!(wait(2, 1_000, 1.0), AfterFailure::WaitIn(300_000));
-    }
-}
+#[path = "row_tests.rs"]
+mod tests;

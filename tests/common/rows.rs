@@ -1,40 +1,49 @@
-//! Outbox rows for the operator commands' tests, built from the stored form
-//! (the attribute table in docs/outbox.md), not from the handler's
-//! constructor, so those tests stay about the commands; and ways to put
-//! them in a table or through a relay.
+//! Outbox rows for tests, built and moved on with the outbox's own
+//! constructors and transitions (never by setting states by hand), so a
+//! seeded row is the row the pipeline would have left; and ways to put them
+//! in a table or through a relay.
 
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use raffle_outbox::audit::AuditQuery;
 use raffle_outbox::kafka::Producer;
-use raffle_outbox::outbox::row::rfc3339;
-use raffle_outbox::outbox::{OutboxRow, Status};
+use raffle_outbox::outbox::row::{epoch_ms, rfc3339};
+use raffle_outbox::outbox::{OutboxRow, OutboxStore, Source, Stored};
 use raffle_outbox::relay::{Relay, RelayReport};
 use raffle_outbox::{demo, retention};
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::TestEnv;
 
 /// A PENDING row for a new participant (the demo's sample number `n`),
-/// created (and due) at `at`, as the stream handler writes it.
+/// created (and due) at `at`, as the stream handler writes it (its own
+/// constructor, from a stream event of a random id).
 pub fn pending(n: usize, at: OffsetDateTime) -> OutboxRow {
     let (participant_id, participant) = demo::sample_participant(n);
-    let event_id = format!("event-{}", uuid::Uuid::new_v4());
-    let id = raffle_outbox::outbox::row::row_id(&event_id);
-    serde_json::from_value(serde_json::json!({
-        "id": id,
-        "participant_id": participant_id,
-        "status": "PENDING",
-        "created_at": rfc3339(at),
-        "attempts": 0,
-        "payload": participant.to_string(),
-        "source_event_id": event_id,
-        "source_sequence_number": n.to_string(),
-        "due_shard": raffle_outbox::outbox::row::due_shard(&id),
-        "due_at": raffle_outbox::outbox::row::epoch_ms(at),
-    }))
-    .unwrap()
+    let source = Source {
+        event_id: format!("event-{}", uuid::Uuid::new_v4()),
+        sequence_number: Some(n.to_string()),
+    };
+    OutboxRow::pending(&source, participant_id, participant.to_string(), at, at)
+}
+
+/// Outbox row number `n`: sample participant `n`, PENDING, created now and
+/// due at `due`, from stream event `ev-{n}` (so its id is fixed by `n`).
+pub fn pending_due(n: usize, due: OffsetDateTime) -> OutboxRow {
+    let (id, participant) = demo::sample_participant(n);
+    let source = Source {
+        event_id: format!("ev-{n}"),
+        sequence_number: Some(format!("{n:021}")),
+    };
+    OutboxRow::pending(
+        &source,
+        id,
+        participant.to_string(),
+        OffsetDateTime::now_utc(),
+        due,
+    )
 }
 
 /// A REJECTED row (a stream record without an `id`).
@@ -51,29 +60,27 @@ pub fn rejected(at: OffsetDateTime) -> OutboxRow {
     .unwrap()
 }
 
-/// The row as the relay leaves it once the broker stored it at `partition`
-/// and `offset` of `topic`.
-pub fn delivered(mut row: OutboxRow, topic: &str, partition: i32, offset: i64) -> OutboxRow {
-    row.status = Status::Delivered;
-    row.attempts = 1;
-    row.due_shard = None;
-    row.due_at = None;
-    row.kafka_topic = Some(topic.to_string());
-    row.kafka_partition = Some(partition);
-    row.kafka_offset = Some(offset);
-    row.kafka_timestamp = Some(1_795_867_200_000 + offset);
-    row.delivered_at = Some(row.created_at.clone());
-    row
+/// `row` as the delivered transition leaves it, stored at
+/// `topic`/`partition`@`offset`, delivered when it was created.
+pub fn delivered(row: OutboxRow, topic: &str, partition: i32, offset: i64) -> OutboxRow {
+    let at = OffsetDateTime::parse(&row.created_at, &Rfc3339).expect("created_at is RFC 3339");
+    let stored = Stored {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        timestamp: 1_795_867_200_000 + offset,
+    };
+    row.into_delivered(&stored, at, None)
 }
 
-/// The row as the relay leaves it after its last attempt failed with `error`.
-pub fn failed(mut row: OutboxRow, error: &str) -> OutboxRow {
-    row.status = Status::Failed;
-    row.attempts = 10;
-    row.due_shard = None;
-    row.due_at = None;
-    row.last_error = Some(error.to_string());
-    row
+/// `row` as the failed transition leaves it after its tenth and last send
+/// failed with `error`.
+pub fn failed(row: OutboxRow, error: &str) -> OutboxRow {
+    OutboxRow {
+        attempts: 10,
+        ..row
+    }
+    .into_failed(error)
 }
 
 /// Writes rows straight into the test's outbox (BatchWriteItem), as fast as
@@ -139,4 +146,28 @@ pub fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("operators-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Puts a due row in the state a relay that crashed mid-send leaves it in,
+/// `claims` times over: claimed by `relay-that-crashed` under a lease that
+/// ended a second ago, each claim counting its attempt. The claim
+/// transition itself, so the state is the one a real claim writes.
+pub async fn crashed_claims(outbox: &OutboxStore, row: &OutboxRow, claims: u32) {
+    let now = OffsetDateTime::now_utc();
+    let ended = epoch_ms(now) - 1_000;
+    for claim in 0..claims {
+        let claimed = outbox
+            .claim(
+                std::slice::from_ref(&row.id),
+                "relay-that-crashed",
+                now,
+                ended,
+            )
+            .await;
+        assert!(
+            claimed.errors.is_empty() && claimed.rows.len() == 1,
+            "claim {claim} of {}: {claimed:?}",
+            row.id
+        );
+    }
 }
