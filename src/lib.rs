@@ -20,39 +20,55 @@
 //! (the DynamoDB stream, the schedule, the HTTP API): the only code that
 //! knows `aws_lambda_events`' types besides the tests.
 //!
-//! The feature `dev` (on by default) adds the developer's tools: `local`
-//! (the local stack and its installers), `bench` and `demo`. The Lambdas are
+//! The feature `dev` (on by default) adds the developer's tools: `cmd` (the
+//! CLI's commands), `local` (the local stack and its installers), `bench`,
+//! `capacity` and `demo`. The Lambdas are
 //! built without it (see `[package.metadata.lambda.build]` in Cargo.toml).
 
+// The data's path, top to bottom: the entry points, what a participant is,
+// capture, the outbox, the relay, Kafka.
+pub mod lambda;
+pub mod register;
+
+pub mod participant;
+pub mod trace;
+
+pub mod stream;
+
+pub mod outbox;
+
+pub mod relay;
+
+pub mod kafka;
+
+// The operators' reads and checks (their writes go through `outbox`).
 pub mod audit;
+pub mod reconcile;
+pub mod redrive;
+pub mod retention;
+pub mod verify;
+
+// What every part uses.
+pub mod config;
+pub mod deadline;
+pub mod failpoint;
+pub mod metrics;
+pub mod migrate;
+pub mod telemetry;
+
+// The developer's tools (feature `dev`): the CLI's commands, the local stack,
+// the whole path in one process, the demo, the bench and its request-unit meter.
 #[cfg(feature = "dev")]
 pub mod bench;
 #[cfg(feature = "dev")]
 pub mod capacity;
 #[cfg(feature = "dev")]
 pub mod cmd;
-pub mod config;
-pub mod deadline;
 #[cfg(feature = "dev")]
 pub mod demo;
-pub mod failpoint;
-pub mod kafka;
-pub mod lambda;
 #[cfg(feature = "dev")]
 pub mod local;
-pub mod metrics;
-pub mod migrate;
-pub mod outbox;
-pub mod participant;
+#[cfg(feature = "dev")]
 pub mod pipeline;
-pub mod reconcile;
-pub mod redrive;
-pub mod register;
-pub mod relay;
-pub mod retention;
-pub mod stream;
-pub mod telemetry;
-pub mod trace;
-pub mod verify;
 
 pub use config::Config;

@@ -78,7 +78,7 @@ impl Pipeline {
     /// Runs until nothing has happened for `idle` (stream and outbox both
     /// quiet), or forever when `idle` is `None`. A failing round (DynamoDB
     /// restarting, say) is logged and tried again; only a failure that lasts
-    /// [`GIVE_UP_AFTER`] ends the run.
+    /// `GIVE_UP_AFTER` ends the run.
     pub async fn run(&mut self, idle: Option<Duration>) -> anyhow::Result<PipelineReport> {
         let mut report = PipelineReport::default();
         let mut quiet_since = Instant::now();

@@ -25,7 +25,6 @@
 //! participant's `registered_at` is within the grace window (its stream record
 //! may still be on its way), `missing` after.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -33,7 +32,6 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use futures::{stream, StreamExt, TryStreamExt};
-use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -42,6 +40,10 @@ use crate::audit::{AuditQuery, AuditRecord, TimeRange};
 use crate::outbox::row::reconcile_row_id;
 use crate::outbox::{OutboxStore, Source, Status, Written};
 use crate::stream::handler::row_for_image;
+
+mod report;
+
+pub use report::{classify, Class, Report};
 
 /// Participants per scan segment: a table of N items is read in
 /// `N / SEGMENT_ITEMS` segments (at least 1, at most [`MAX_SEGMENTS`]).
@@ -55,48 +57,6 @@ pub const QUERY_CONCURRENCY: usize = 16;
 pub const REGISTERED_AT: &str = "registered_at";
 /// Missing ids kept for the JSON report (text output prints every one).
 pub const MISSING_IDS_KEPT: usize = 10_000;
-
-/// What reconcile found for one participant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Class {
-    /// A DELIVERED row: the participant is on the topic.
-    Delivered,
-    /// A PENDING or IN_FLIGHT row: the relay has it.
-    Pending,
-    /// A FAILED row: an operator must look (`audit participant`, `redrive`).
-    Failed,
-    /// A REJECTED row: the record could not become a message (its reason is on the row).
-    Rejected,
-    /// No row, saved within the grace window: its stream record may still come.
-    Young,
-    /// No row: the participant would never reach the topic.
-    Missing,
-}
-
-impl Class {
-    /// Every class, in report order.
-    pub const ALL: [Class; 6] = [
-        Class::Delivered,
-        Class::Pending,
-        Class::Failed,
-        Class::Rejected,
-        Class::Young,
-        Class::Missing,
-    ];
-
-    /// The class's name in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Delivered => "delivered",
-            Class::Pending => "pending",
-            Class::Failed => "failed",
-            Class::Rejected => "rejected",
-            Class::Young => "young",
-            Class::Missing => "missing",
-        }
-    }
-}
 
 /// What to reconcile and what to do about it.
 #[derive(Debug, Clone, Default)]
@@ -142,100 +102,9 @@ impl Tables {
     }
 }
 
-/// The whole answer, one object (`--json`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    /// Participants looked at (in the window).
-    pub participants: u64,
-    /// Participants per class (every class present, 0 when none).
-    pub classes: BTreeMap<Class, u64>,
-    /// Missing participants' ids, the first [`MISSING_IDS_KEPT`].
-    pub missing_ids: Vec<String>,
-    /// Whether more ids were missing than `missing_ids` lists.
-    pub missing_ids_truncated: bool,
-    /// Rows `--repair` wrote (0 on a dry run).
-    pub repaired: u64,
-    /// Rows a repair found already written (a concurrent or earlier repair).
-    pub repair_already_there: u64,
-    /// `--verify`: the DELIVERED rows checked against the topic.
-    pub verify: Option<crate::verify::Report>,
-    /// Scan segments read concurrently.
-    pub segments: u64,
-    /// Wall time, seconds.
-    pub seconds: f64,
-}
-
-impl Report {
-    /// Participants in `class`.
-    pub fn count(&self, class: Class) -> u64 {
-        self.classes.get(&class).copied().unwrap_or(0)
-    }
-
-    /// Missing participants that no repair gave a row.
-    pub fn unrepaired(&self) -> u64 {
-        self.count(Class::Missing)
-            .saturating_sub(self.repaired + self.repair_already_there)
-    }
-
-    /// Nothing missing (or every missing participant repaired) and, with
-    /// `--verify`, every DELIVERED row's message where the row says.
-    pub fn is_clean(&self) -> bool {
-        self.unrepaired() == 0 && self.verify.is_none_or(|v| v.is_clean())
-    }
-
-    /// The summary table printed after the missing ids.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for class in Class::ALL {
-            out.push_str(&format!("  {:<10} {}\n", class.as_str(), self.count(class)));
-        }
-        out.push_str(&format!(
-            "{} participants reconciled in {:.1} s ({:.0}/s, {} scan segments)\n",
-            self.participants,
-            self.seconds,
-            self.participants as f64 / self.seconds.max(0.001),
-            self.segments
-        ));
-        if self.repaired + self.repair_already_there > 0 {
-            out.push_str(&format!(
-                "repaired: {} PENDING row(s) written ({} already there); the relay sends them\n",
-                self.repaired, self.repair_already_there
-            ));
-        }
-        if let Some(v) = &self.verify {
-            out.push_str(&format!("verify: {v}\n"));
-        }
-        out
-    }
-}
-
 /// How many segments a table of `items` participants is scanned in.
 pub fn segments_for(items: u64) -> u64 {
     (items / SEGMENT_ITEMS).clamp(1, MAX_SEGMENTS)
-}
-
-/// The class of a participant from its outbox rows' states; `registered_at`
-/// decides between young and missing when there is no row.
-pub fn classify(
-    statuses: &[Status],
-    registered_at: Option<OffsetDateTime>,
-    now: OffsetDateTime,
-    grace: Duration,
-) -> Class {
-    let has = |wanted: &[Status]| statuses.iter().any(|s| wanted.contains(s));
-    if has(&[Status::Delivered]) {
-        Class::Delivered
-    } else if has(&[Status::Pending, Status::InFlight]) {
-        Class::Pending
-    } else if has(&[Status::Failed]) {
-        Class::Failed
-    } else if has(&[Status::Rejected]) {
-        Class::Rejected
-    } else if registered_at.is_some_and(|at| now - at < grace) {
-        Class::Young
-    } else {
-        Class::Missing
-    }
 }
 
 /// One participant's verdict, sent from a segment to the collector.
@@ -475,59 +344,4 @@ async fn repair(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    const NOW: OffsetDateTime = datetime!(2026-12-02 12:00:00 UTC);
-    const GRACE: Duration = Duration::from_secs(300);
-
-    #[test]
-    fn a_delivered_row_wins_then_waiting_then_failed_then_rejected() {
-        use Status::*;
-        let class = |s: &[Status]| classify(s, None, NOW, GRACE);
-        assert_eq!(class(&[Rejected, Failed, Delivered]), Class::Delivered);
-        assert_eq!(class(&[Rejected, InFlight]), Class::Pending);
-        assert_eq!(class(&[Pending]), Class::Pending);
-        assert_eq!(class(&[Rejected, Failed]), Class::Failed);
-        assert_eq!(class(&[Rejected]), Class::Rejected);
-    }
-
-    #[test]
-    fn no_row_is_young_inside_the_grace_window_and_missing_after() {
-        let at = |seconds_ago: i64| Some(NOW - time::Duration::seconds(seconds_ago));
-        assert_eq!(classify(&[], at(10), NOW, GRACE), Class::Young);
-        assert_eq!(classify(&[], at(299), NOW, GRACE), Class::Young);
-        assert_eq!(classify(&[], at(300), NOW, GRACE), Class::Missing);
-        assert_eq!(
-            classify(&[], None, NOW, GRACE),
-            Class::Missing,
-            "no registered_at: never young"
-        );
-    }
-
-    #[test]
-    fn segments_follow_the_table_size_within_bounds() {
-        assert_eq!(segments_for(0), 1);
-        assert_eq!(segments_for(9_999), 1);
-        assert_eq!(segments_for(100_000), 10);
-        assert_eq!(segments_for(10_000_000), MAX_SEGMENTS);
-    }
-
-    #[test]
-    fn the_report_is_clean_only_when_nothing_is_left_missing() {
-        let mut report = Report::default();
-        assert!(report.is_clean());
-        report.classes.insert(Class::Missing, 2);
-        assert!(!report.is_clean());
-        report.repaired = 1;
-        report.repair_already_there = 1;
-        assert!(report.is_clean());
-        report.verify = Some(crate::verify::Report {
-            checked: 3,
-            missing: 1,
-            different: 0,
-        });
-        assert!(!report.is_clean());
-    }
-}
+mod tests;

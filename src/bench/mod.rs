@@ -1,0 +1,370 @@
+//! `raffle-outbox bench`: the figures of the performance targets, measured
+//! in one run on the local stack, each leg on tables and a topic of its own,
+//! each leg that writes to DynamoDB on a DynamoDB Local of its own.
+//!
+//! - the Kafka leg: N participant-sized keyed messages through our producer,
+//!   against `kcat -P` sending the same messages to the same broker, and a
+//!   loop of one awaited send per message (the usual first version);
+//! - the relay: N outbox rows from PENDING to DELIVERED (the stream path),
+//!   and the same relay handed one row at a time;
+//! - end to end: N participants saved until all are DELIVERED, by a
+//!   `raffle-outbox run` child process (whose peak RSS is measured), against
+//!   DynamoDB Local's raw write ceiling measured in the same run;
+//! - outbox writes and write units per delivered participant;
+//! - optionally, `audit export` of a seeded outbox (rows/s, peak RSS);
+//! - optionally, registrations through the register handler by concurrent
+//!   clients resending at random (registrations/s, p99), each participant
+//!   checked once in the table and once on the topic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::kafka::{Message, Producer};
+use crate::local::{self, StackConfig};
+use crate::outbox::row::{epoch_ms, rfc3339};
+use crate::outbox::{OutboxRow, OutboxStore, Source, Status, Stored};
+use crate::pipeline::PipelineReport;
+use crate::relay::{Relay, BATCHES_IN_FLIGHT};
+use crate::{demo, migrate};
+
+mod kcat;
+mod operators;
+mod process;
+mod register;
+
+use kcat::*;
+use operators::*;
+pub use operators::{ExportFigures, ReconcileFigures};
+use process::*;
+pub use register::{register_load, RegisterFigures};
+
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    pub participants: usize,
+    pub kafka_leg_msgs_per_s: f64,
+    pub kcat_msgs_per_s: Option<f64>,
+    pub kcat_note: Option<String>,
+    pub one_send_per_message_msgs_per_s: f64,
+    pub relay_rows_per_s: f64,
+    /// The relay handed one row at a time (send awaited, then its mark).
+    pub relay_one_row_at_a_time_rows_per_s: f64,
+    pub end_to_end_participants_per_s: f64,
+    pub ddb_write_ceiling_items_per_s: f64,
+    pub ddb_writes_per_participant: f64,
+    pub ddb_write_units_per_participant: f64,
+    pub relay_peak_rss_mb: f64,
+    /// `--export-rows`: an `audit export` of that many rows.
+    pub export: Option<ExportFigures>,
+    /// `--reconcile-participants`: a `reconcile` of that many participants.
+    pub reconcile: Option<ReconcileFigures>,
+    /// `--register-participants`: registrations through the register
+    /// handler, with retries.
+    pub register: Option<RegisterFigures>,
+}
+
+/// A configuration of its own for one leg: fresh tables and topic. The
+/// topic is listed in [`LEG_TOPICS`], for [`delete_leg_topics`].
+pub(super) async fn leg(base: &Config, stack: &StackConfig, name: &str) -> anyhow::Result<Config> {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut config = base.clone();
+    config.participants_table = format!("bench_{name}_participants_{suffix}");
+    config.outbox_table = format!("bench_{name}_outbox_{suffix}");
+    config.kafka_topic = format!("bench-{name}-{suffix}");
+    LEG_TOPICS
+        .lock()
+        .expect("not poisoned")
+        .push(config.kafka_topic.clone());
+    local::ensure_topic(stack, &config.kafka_topic, 3).await?;
+    Ok(config)
+}
+
+/// The topics the legs of this process created, until [`delete_leg_topics`].
+static LEG_TOPICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Deletes the topics [`run`]'s legs created (tansu's store slows down as it
+/// grows, and a 20,000-participant run writes ~150,000 messages); to call
+/// after `run`, whatever its outcome. Failures are logged, not returned.
+pub async fn delete_leg_topics(stack: &StackConfig) {
+    let topics = std::mem::take(&mut *LEG_TOPICS.lock().expect("not poisoned"));
+    for topic in topics {
+        if let Err(error) = local::delete_topic(stack, &topic).await {
+            tracing::warn!(topic, error = %format!("{error:#}"), "bench topic not deleted");
+        }
+    }
+}
+
+/// A leg that writes to DynamoDB: its configuration, and a DynamoDB Local
+/// of its own (in memory, empty, stopped when dropped) with the tables
+/// migrated. DynamoDB Local's writes to stream-enabled tables slow down with
+/// every stream record it holds (from ~3,000 to ~900 items/s after 6,000
+/// records here), so a leg on the stack's instance would be measured against
+/// whatever ran before it.
+pub(super) struct DynamoLeg {
+    config: Config,
+    instance: local::DynamoDbInstance,
+    dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl DynamoLeg {
+    async fn start(base: &Config, stack: &StackConfig, name: &str) -> anyhow::Result<DynamoLeg> {
+        DynamoLeg::start_at(base, stack, name, migrate::MIGRATIONS.len()).await
+    }
+
+    /// A leg whose tables have only the first `migrations` migrations.
+    async fn start_at(
+        base: &Config,
+        stack: &StackConfig,
+        name: &str,
+        migrations: usize,
+    ) -> anyhow::Result<DynamoLeg> {
+        let config = leg(base, stack, name).await?;
+        let instance = local::start_dynamodb_in_memory(stack).await?;
+        let (dynamodb, _) = instance.clients().await;
+        migrate::migrate_to(&dynamodb, &config, migrations).await?;
+        Ok(DynamoLeg {
+            config,
+            instance,
+            dynamodb,
+        })
+    }
+
+    /// `raffle-outbox ARGS` on this leg's tables, topic and DynamoDB Local.
+    fn command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let c = &self.config;
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(args)
+            .env("PARTICIPANTS_TABLE", &c.participants_table)
+            .env("OUTBOX_TABLE", &c.outbox_table)
+            .env("KAFKA_TOPIC", &c.kafka_topic)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", self.instance.endpoint())
+            .env(
+                "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+                self.instance.endpoint(),
+            )
+            .env("RUST_LOG", "warn");
+        Ok(command)
+    }
+
+    /// N outbox rows as the stream handler writes them, stored.
+    async fn pending_rows(
+        &self,
+        participants: &[(String, serde_json::Value)],
+    ) -> anyhow::Result<Vec<OutboxRow>> {
+        let now = OffsetDateTime::now_utc();
+        let rows: Vec<OutboxRow> = participants
+            .iter()
+            .enumerate()
+            .map(|(i, (id, p))| {
+                let source = Source {
+                    event_id: format!("bench-{i}"),
+                    sequence_number: Some(i.to_string()),
+                };
+                let due = now + Duration::from_secs(3600);
+                OutboxRow::pending(&source, id.clone(), p.to_string(), now, due)
+            })
+            .collect();
+        for result in self.outbox().insert_all(&rows).await {
+            result?;
+        }
+        Ok(rows)
+    }
+
+    fn outbox(&self) -> OutboxStore {
+        OutboxStore::new(self.dynamodb.clone(), &self.config.outbox_table)
+    }
+
+    async fn relay(&self) -> anyhow::Result<Relay> {
+        let c = &self.config;
+        let producer = Producer::connect(&c.kafka_bootstrap_servers, &c.kafka_topic).await?;
+        Ok(Relay::new(self.outbox(), Arc::new(producer), c.clone()))
+    }
+}
+
+pub(super) fn rate(count: usize, elapsed: Duration) -> f64 {
+    tenths(count as f64 / elapsed.as_secs_f64())
+}
+
+/// Rounded to one decimal, as the figures are printed.
+pub(super) fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// Measures every leg (see the module docs) with `n` participants, plus the
+/// optional legs whose sizes are not 0 (`register`: participants and
+/// clients), each leg on tables and a topic of its own; brings the local
+/// stack up first. The legs' topics stay until [`delete_leg_topics`].
+pub async fn run(
+    base: &Config,
+    stack: &StackConfig,
+    n: usize,
+    export_rows: usize,
+    reconcile_participants: usize,
+    register: Option<(usize, usize)>,
+) -> anyhow::Result<Figures> {
+    local::up(stack).await?;
+    let participants: Vec<(String, serde_json::Value)> =
+        (0..n).map(demo::sample_participant).collect();
+
+    // The Kafka leg.
+    let config = leg(base, stack, "kafka").await?;
+    let messages: Vec<Message> = participants
+        .iter()
+        .map(|(id, p)| Message {
+            key: id.clone(),
+            value: Bytes::from(p.to_string()),
+            headers: vec![(
+                crate::kafka::envelope::OUTBOX_ID_HEADER.into(),
+                Bytes::from(uuid::Uuid::new_v4().to_string()),
+            )],
+        })
+        .collect();
+    let producer = Producer::connect(&config.kafka_bootstrap_servers, &config.kafka_topic).await?;
+    // As the relay sends: batches of RELAY_BATCH_SIZE, BATCHES_IN_FLIGHT at once.
+    let started = Instant::now();
+    let sends: Vec<_> = messages
+        .chunks(config.relay_batch_size)
+        .map(|batch| producer.send(batch))
+        .collect();
+    let failed = futures::stream::iter(sends)
+        .buffer_unordered(BATCHES_IN_FLIGHT)
+        .map(|results| results.iter().filter(|r| r.is_err()).count())
+        .fold(0, |sum, failed| async move { sum + failed })
+        .await;
+    anyhow::ensure!(failed == 0, "{failed} messages refused by the broker");
+    let kafka_leg = rate(n, started.elapsed());
+    let one_by_one = n.min(2_000);
+    let started = Instant::now();
+    for message in &messages[..one_by_one] {
+        producer
+            .send(std::slice::from_ref(message))
+            .await
+            .remove(0)?;
+    }
+    let one_send_per_message = rate(one_by_one, started.elapsed());
+    let (kcat, kcat_note) = match kcat(stack, base, &participants).await {
+        Ok(rate) => (Some(rate), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+
+    // DynamoDB Local's write ceiling: BatchWriteItem of the same items.
+    let leg = DynamoLeg::start(base, stack, "ceiling").await?;
+    let items: Vec<serde_json::Value> = participants.iter().map(|(_, p)| p.clone()).collect();
+    let started = Instant::now();
+    demo::save_all(&leg.dynamodb, &leg.config.participants_table, items.clone()).await?;
+    let ceiling = rate(n, started.elapsed());
+    drop(leg);
+
+    // The relay: N rows PENDING → DELIVERED through the stream path.
+    let leg = DynamoLeg::start(base, stack, "relay").await?;
+    let rows = leg.pending_rows(&participants).await?;
+    let relay = leg.relay().await?;
+    let started = Instant::now();
+    let report = relay.relay_new(rows).await?;
+    anyhow::ensure!(
+        report.delivered == n,
+        "the relay delivered {} of {n}",
+        report.delivered
+    );
+    let relay_rate = rate(n, started.elapsed());
+    drop(leg);
+
+    // The same relay given one row at a time: one awaited send (and its
+    // mark) per row, the shape of the usual first version.
+    let leg = DynamoLeg::start(base, stack, "relay-one").await?;
+    let rows = leg.pending_rows(&participants[..one_by_one]).await?;
+    let relay = leg.relay().await?;
+    let started = Instant::now();
+    for row in rows {
+        let report = relay.relay_new(vec![row]).await?;
+        anyhow::ensure!(report.delivered == 1, "a row was not delivered: {report:?}");
+    }
+    let relay_one_row_at_a_time = rate(one_by_one, started.elapsed());
+    drop(leg);
+
+    // End to end, in a child process: its peak RSS is the relay's.
+    let leg = DynamoLeg::start(base, stack, "e2e").await?;
+    let (report, elapsed, peak_rss_kb) = end_to_end(&leg, items).await?;
+    let delivered = report.relay.delivered.max(1) as f64;
+    drop(leg);
+
+    let export = match export_rows {
+        0 => None,
+        rows => Some(export(base, stack, rows).await?),
+    };
+    let reconcile = match reconcile_participants {
+        0 => None,
+        n => Some(reconcile(base, stack, n).await?),
+    };
+    let register = match register {
+        Some((participants, clients)) if participants > 0 => {
+            Some(register_load(base, stack, participants, clients).await?)
+        }
+        _ => None,
+    };
+
+    Ok(Figures {
+        participants: n,
+        kafka_leg_msgs_per_s: kafka_leg,
+        kcat_msgs_per_s: kcat,
+        kcat_note,
+        one_send_per_message_msgs_per_s: one_send_per_message,
+        relay_rows_per_s: relay_rate,
+        relay_one_row_at_a_time_rows_per_s: relay_one_row_at_a_time,
+        end_to_end_participants_per_s: rate(n, elapsed),
+        ddb_write_ceiling_items_per_s: ceiling,
+        ddb_writes_per_participant: (report.outbox_writes as f64 / delivered * 100.0).round()
+            / 100.0,
+        ddb_write_units_per_participant: (report.outbox_write_units / delivered * 100.0).round()
+            / 100.0,
+        relay_peak_rss_mb: mb(peak_rss_kb),
+        export,
+        reconcile,
+        register,
+    })
+}
+
+/// Saves the participants while a `raffle-outbox run --until-idle` child
+/// relays them; returns its report, the time from the first save to the
+/// last DELIVERED mark, and its peak RSS in KiB.
+pub(super) async fn end_to_end(
+    leg: &DynamoLeg,
+    items: Vec<serde_json::Value>,
+) -> anyhow::Result<(PipelineReport, Duration, i64)> {
+    let (config, dynamodb) = (&leg.config, &leg.dynamodb);
+    let n = items.len();
+    let child = spawn_measured(leg.command(&["run", "--until-idle", "--idle-seconds", "3"])?)?;
+    let started = OffsetDateTime::now_utc();
+    demo::save_all(dynamodb, &config.participants_table, items).await?;
+    let (stdout, peak_rss_kb) = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let report: PipelineReport = serde_json::from_slice(&stdout).context("the run's report")?;
+    let rows = OutboxStore::new(dynamodb.clone(), &config.outbox_table)
+        .scan_all()
+        .await?;
+    let delivered: Vec<&OutboxRow> = rows
+        .iter()
+        .filter(|r| r.status == Status::Delivered)
+        .collect();
+    anyhow::ensure!(delivered.len() == n, "{} of {n} delivered", delivered.len());
+    let last = delivered
+        .iter()
+        .filter_map(|r| r.delivered_at.as_deref())
+        .max()
+        .unwrap_or_default();
+    let last = OffsetDateTime::parse(last, &time::format_description::well_known::Rfc3339)?;
+    tracing::debug!(first_save = %rfc3339(started), last_mark = %rfc3339(last), "end to end");
+    Ok((report, (last - started).unsigned_abs(), peak_rss_kb))
+}
+
+pub(super) fn mb(kib: i64) -> f64 {
+    tenths(kib as f64 / 1024.0)
+}
