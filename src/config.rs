@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// Every setting, each from a flag or its environment variable, with the
+/// local stack's defaults. Parsing checks types and ranges
+/// (`RETENTION_DAYS`, `KAFKA_AUTH`) and nothing else: whether the tables,
+/// topic and credentials exist is found out on first use.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// The participants table (its stream feeds the outbox).
@@ -118,9 +122,13 @@ pub struct Config {
 /// `KAFKA_AUTH`: see [`crate::kafka::auth`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KafkaAuthMode {
+    /// Plaintext, no login (the local broker).
     None,
+    /// TLS, no login.
     Tls,
+    /// SASL/SCRAM-SHA-512 over TLS.
     Scram,
+    /// MSK IAM (SASL/OAUTHBEARER) over TLS.
     Iam,
 }
 
@@ -129,6 +137,7 @@ pub enum KafkaAuthMode {
 pub struct Secret(String);
 
 impl Secret {
+    /// The secret's text, for the one place that sends it; never log it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -157,6 +166,7 @@ impl Config {
         <Env as clap::Parser>::try_parse_from(["raffle-outbox"]).map(|e| e.config)
     }
 
+    /// [`lease_seconds`](Self::lease_seconds) as a duration.
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_seconds)
     }

@@ -67,11 +67,16 @@ pub async fn save_all(
 
 /// The outbox rows of the given participants, with counts per status.
 pub struct Summary {
+    /// The rows whose `participant_id` is one of the demo's participants.
     pub rows: Vec<OutboxRow>,
+    /// Those rows per state, every state present (0 included).
     pub counts: BTreeMap<String, usize>,
 }
 
 impl Summary {
+    /// Keeps the `rows` that belong to `participant_ids` (rows without a
+    /// participant id are dropped) and counts them per state. Pure: reads
+    /// nothing.
     pub fn of(rows: Vec<OutboxRow>, participant_ids: &HashSet<String>) -> Summary {
         let rows: Vec<OutboxRow> = rows
             .into_iter()
@@ -89,6 +94,7 @@ impl Summary {
         Summary { rows, counts }
     }
 
+    /// How many of the rows are DELIVERED.
     pub fn delivered(&self) -> usize {
         self.counts
             .get(Status::Delivered.as_str())

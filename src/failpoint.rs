@@ -13,6 +13,7 @@
 
 use std::sync::OnceLock;
 
+/// The variable that arms a failpoint by name; read once per process.
 pub const ENV: &str = "RAFFLE_OUTBOX_FAILPOINT";
 
 fn armed() -> Option<&'static str> {

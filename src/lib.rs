@@ -25,6 +25,8 @@
 //! `capacity` and `demo`. The Lambdas are
 //! built without it (see `[package.metadata.lambda.build]` in Cargo.toml).
 
+#![warn(missing_docs)]
+
 // The data's path, top to bottom: the entry points, what a participant is,
 // capture, the outbox, the relay, Kafka.
 pub mod lambda;

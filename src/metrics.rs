@@ -45,6 +45,7 @@ pub struct Emf {
 }
 
 impl Emf {
+    /// An empty record stamped `at`, in [`NAMESPACE`].
     pub fn new(at: OffsetDateTime) -> Emf {
         Emf {
             timestamp_ms: epoch_ms(at),
@@ -53,6 +54,8 @@ impl Emf {
         }
     }
 
+    /// Adds a dimension (CloudWatch keeps one time series per distinct set
+    /// of dimension values: keep them few).
     pub fn dimension(mut self, name: &str, value: &str) -> Emf {
         self.dimensions.push((name.to_string(), value.to_string()));
         self

@@ -50,18 +50,35 @@ pub struct Participant {
 /// REJECTED outbox row, so it names the problem without repeating any data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
+    /// The record carries no `NewImage`, or an empty one (a REMOVE, or a
+    /// stream that does not include new images).
     #[error("the stream record has no NewImage (is the stream view type NEW_IMAGE or NEW_AND_OLD_IMAGES?) or the image is empty")]
     NoImage,
+    /// The image has no [`ID_ATTRIBUTE`].
     #[error("the image has no `id` attribute")]
     NoId,
+    /// The id attribute is not a string; carries its DynamoDB type (`N`,
+    /// `B`, …).
     #[error("the `id` attribute is of type {0}, expected a string (S)")]
     IdNotString(&'static str),
+    /// The id attribute is the empty string.
     #[error("the `id` attribute is an empty string")]
     EmptyId,
+    /// The participant's JSON is over the message limit: Kafka would refuse
+    /// it.
     #[error("the participant is {size} bytes as JSON, over the {limit}-byte message limit")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The JSON's length in bytes.
+        size: usize,
+        /// The `max_bytes` it was checked against.
+        limit: usize,
+    },
+    /// Lists and maps nest deeper than [`MAX_NESTING`].
     #[error("the image nests lists and maps deeper than {limit} levels (DynamoDB's limit)")]
-    TooDeep { limit: usize },
+    TooDeep {
+        /// [`MAX_NESTING`].
+        limit: usize,
+    },
 }
 
 impl Participant {

@@ -21,6 +21,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long `run` keeps trying rounds that fail before it gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
+/// The stream handler and the relay wired to both tables' streams, as on
+/// AWS but in this process. Holds one Kafka producer and two stream
+/// pollers.
 pub struct Pipeline {
     /// The participants table's stream, feeding the stream handler.
     participants: StreamPoller,
@@ -33,23 +36,33 @@ pub struct Pipeline {
     last_sweep: Option<Instant>,
 }
 
+/// What one [`Pipeline::run`] did, summed over its rounds.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct PipelineReport {
+    /// Participants stream records handed to the stream handler.
     pub stream_records: usize,
+    /// The relay's counts, from the outbox stream and the sweeps.
     pub relay: RelayReport,
     /// Items this process wrote to the outbox table, and the write capacity
     /// units DynamoDB reported for them.
     pub outbox_writes: u64,
+    /// The write capacity units for `outbox_writes`.
     pub outbox_write_units: f64,
 }
 
 impl Pipeline {
-    /// The pipeline on the AWS SDK's configuration from the environment.
+    /// The pipeline on the AWS SDK's configuration from the environment
+    /// (see [`Pipeline::with_clients`]).
     pub async fn connect(config: &Config) -> anyhow::Result<Pipeline> {
         let (dynamodb, streams) = aws_clients().await;
         Pipeline::with_clients(config, dynamodb, streams).await
     }
 
+    /// The pipeline on these clients: logs in to Kafka as `config` says
+    /// and connects the producer, and reads each table's latest stream ARN
+    /// (one DescribeTable per table). Refused when Kafka cannot be reached
+    /// or a table is missing or has no stream (`raffle-outbox migrate`
+    /// makes them).
     pub async fn with_clients(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,

@@ -29,9 +29,15 @@ const CONCURRENCY: usize = 16;
 /// filters (oldest first, at most `limit`).
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
+    /// Outbox row ids to redrive, each read by id; when not empty, the
+    /// filters below are ignored.
     pub ids: Vec<String>,
+    /// FAILED rows created in this window (ids empty only).
     pub range: TimeRange,
+    /// Only FAILED rows whose `last_error` contains this text (ids empty
+    /// only; a server-side filter, so the window's whole read is paid).
     pub error_contains: Option<String>,
+    /// At most this many candidates (ids empty only); `None` for all.
     pub limit: Option<usize>,
 }
 
@@ -45,35 +51,56 @@ impl Selection {
 /// A row that can be redriven, as it was read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
+    /// The outbox row's id.
     pub id: String,
+    /// The participant the row carries, if the row has one.
     pub participant_id: Option<String>,
+    /// When the row was created (RFC 3339).
     pub created_at: String,
+    /// The attempts as read: the redrive writes only if the row still has
+    /// this many.
     pub attempts: u32,
+    /// The error the row failed with, as read; copied into its
+    /// `redrive_history`.
     pub last_error: Option<String>,
 }
 
 /// A row that was asked for and cannot be redriven, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
+    /// The id asked for.
     pub id: String,
+    /// For the operator: the row does not exist, or its state (REJECTED,
+    /// DELIVERED, or still with the relay) and what to do instead.
     pub reason: String,
 }
 
+/// What [`plan`] found: the rows a [`redrive`] would move, and the ids asked
+/// for that it would not.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    /// FAILED rows, oldest first for a filter, in the order asked for ids.
     pub candidates: Vec<Candidate>,
+    /// Ids asked for that are missing or not FAILED (always empty for a
+    /// filter, which reads only FAILED rows).
     pub refused: Vec<Refusal>,
 }
 
 /// What the redrive did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
+    /// Rows moved from FAILED to PENDING, in completion order.
     pub redriven: Vec<String>,
     /// Rows that changed between reading and writing (left as they were).
     pub changed: Vec<String>,
 }
 
 /// Reads what `selection` would redrive; writes nothing (this is `--dry-run`).
+///
+/// Costs one consistent GetItem per id, or for a filter the `by_status`
+/// Query pages of FAILED rows in the window (stopping once `limit`
+/// candidates are found). Fails on the first DynamoDB error or unreadable
+/// row.
 pub async fn plan(query: &AuditQuery, selection: &Selection) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
     if !selection.ids.is_empty() {
@@ -145,6 +172,12 @@ fn refusal(row: &OutboxRow) -> Option<String> {
 
 /// Moves the candidates from FAILED to PENDING, each with one redrive
 /// transition; `progress` gets the running count.
+///
+/// One conditional UpdateItem per candidate, 16 in flight, none retried. A
+/// row no longer FAILED with the attempts read lands in
+/// [`Outcome::changed`], untouched. Stops at the first DynamoDB error:
+/// rows already redriven stay redriven, and running the same plan again
+/// only reports them as changed.
 pub async fn redrive(
     outbox: &OutboxStore,
     candidates: &[Candidate],

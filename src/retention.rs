@@ -58,8 +58,12 @@ pub fn check_days(days: u32) -> Result<(), String> {
 /// What [`apply`] did (or, dry, would do).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
+    /// Rows whose `expires_at` was set or moved to match `days`.
     pub set: u64,
+    /// Rows whose `expires_at` was removed (`days` is `None`: keep forever).
     pub removed: u64,
+    /// DELIVERED rows already right: a second count after the pass, less
+    /// the rows changed, so only as exact as the table was still.
     pub unchanged: u64,
 }
 
@@ -68,6 +72,12 @@ pub struct Report {
 /// `by_status` index, writes through `outbox`. Each write is conditional on
 /// the row still being DELIVERED. Refuses `days` under [`MIN_DAYS`] before
 /// reading anything.
+///
+/// Costs the `by_status` Query pages of every DELIVERED row, one
+/// conditional UpdateItem per row to change (none when `dry_run`), 16 in
+/// flight, none retried, and a `Select=COUNT` pass over DELIVERED at the
+/// end. Stops at the first DynamoDB error; rows already written stay
+/// written, and running it again finishes the job.
 pub async fn apply(
     query: &AuditQuery,
     outbox: &OutboxStore,

@@ -31,9 +31,13 @@ pub enum Finding {
     Different(Vec<String>),
 }
 
+/// One DELIVERED row that does not match the topic; its `Display` is the
+/// line `verify` prints (`MISSING` or `DIFFERENT`, the row, the detail).
 #[derive(Debug, Clone)]
 pub struct Problem {
+    /// The row as the index holds it (no payload).
     pub row: AuditRecord,
+    /// What is wrong with it.
     pub finding: Finding,
 }
 
@@ -57,12 +61,18 @@ impl fmt::Display for Problem {
 /// How many DELIVERED rows were checked, and how many were wrong.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
+    /// DELIVERED rows looked at.
     pub checked: u64,
+    /// Rows with no coordinates, or no message at their offset.
     pub missing: u64,
+    /// Rows whose offset holds a message with another key, `outbox_id` or
+    /// timestamp.
     pub different: u64,
 }
 
 impl Report {
+    /// True when every row checked matched (nothing missing or different):
+    /// `verify` exits 0, otherwise 1.
     pub fn is_clean(&self) -> bool {
         self.missing == 0 && self.different == 0
     }
@@ -83,6 +93,13 @@ impl fmt::Display for Report {
 
 /// Checks every DELIVERED row created in `range`; each problem is handed to
 /// `on_problem` as it is found, `progress` gets the running count.
+///
+/// Costs the `by_status` Query pages of DELIVERED rows in `range` (one
+/// fetched ahead), one topic reader per topic, and one Fetch per run of
+/// rows the previous Fetch did not cover; memory holds one chunk of
+/// [`CHUNK`] rows. An `Err` means DynamoDB or the broker could not be read
+/// (the check is incomplete), never that a row is wrong: that is the
+/// report's.
 pub async fn verify(
     query: &AuditQuery,
     bootstrap: &str,

@@ -13,6 +13,7 @@ use super::record::{Record, COLUMNS};
 use super::{AuditQuery, TimeRange};
 use crate::outbox::{OutboxRow, Status};
 
+/// How [`export`] writes rows (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// RFC 4180: a header line, fields quoted where they need it; a field
@@ -26,6 +27,12 @@ pub enum Format {
 /// Writes every row of `statuses` (in that order, each oldest first) created
 /// in `range`, and returns how many. `progress` is told the running count
 /// after each page.
+///
+/// Costs the `by_status` Query pages of each state in the window (paid in
+/// whole seconds at its edges), one page fetched ahead; memory holds two
+/// pages at most. Fails on the first DynamoDB error, unreadable row or
+/// write error, after the rows already written: a failed export is a
+/// truncated file, not a complete one.
 pub async fn export(
     query: &AuditQuery,
     statuses: &[Status],

@@ -15,6 +15,7 @@ use super::TimeRange;
 use crate::outbox::schema::{BY_PARTICIPANT_INDEX, BY_STATUS_INDEX, ID};
 use crate::outbox::{OutboxRow, Status};
 
+/// A whole outbox item as the SDK returns it, every attribute included.
 pub type Item = HashMap<String, AttributeValue>;
 
 /// Reads the outbox table for the audit.
@@ -25,6 +26,7 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
+    /// Reads `table` (the outbox table) through `client`. Sends nothing.
     pub fn new(client: Client, table: impl Into<String>) -> AuditQuery {
         AuditQuery {
             client,
@@ -37,6 +39,7 @@ impl AuditQuery {
         &self.client
     }
 
+    /// The outbox table's name.
     pub fn table(&self) -> &str {
         &self.table
     }
@@ -69,7 +72,8 @@ impl AuditQuery {
         Pages::new(request, range)
     }
 
-    /// Every row of one participant, oldest first.
+    /// Every row of one participant, oldest first (`by_participant` Query
+    /// pages).
     pub fn by_participant(&self, participant_id: &str) -> Pages {
         let request = self
             .client
@@ -93,14 +97,15 @@ impl AuditQuery {
         Ok(total)
     }
 
-    /// The oldest row in `status`, if any.
+    /// The oldest row in `status`, if any: one Query of one item.
     pub async fn oldest(&self, status: Status) -> anyhow::Result<Option<OutboxRow>> {
         let mut pages = self.by_status(status, TimeRange::default(), None);
         pages.request = pages.request.limit(1);
         Ok(pages.next().await?.and_then(|rows| rows.into_iter().next()))
     }
 
-    /// The whole row, from the table (consistent read).
+    /// The whole row, from the table: one consistent GetItem. `None` when
+    /// there is no such row.
     pub async fn item(&self, id: &str) -> anyhow::Result<Option<Item>> {
         let out = self
             .client
@@ -134,7 +139,9 @@ impl Pages {
     }
 
     /// The next page's rows in the time range (possibly none: a page can be
-    /// all filtered out), or `None` after the last page.
+    /// all filtered out), or `None` after the last page. One Query call of
+    /// at most 1 MB; refused when DynamoDB fails or a row does not read as
+    /// an outbox row.
     pub async fn next(&mut self) -> anyhow::Result<Option<Vec<OutboxRow>>> {
         let Some(items) = self.next_items().await? else {
             return Ok(None);

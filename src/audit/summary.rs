@@ -11,24 +11,40 @@ use time::OffsetDateTime;
 use super::AuditQuery;
 use crate::outbox::Status;
 
+/// The outbox's states at one moment, as `audit summary` prints it (and
+/// `--json` serializes it).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     /// Rows per state (every state, zero included).
     pub counts: BTreeMap<&'static str, u64>,
+    /// The sum of `counts`. The counts are read in parallel, not as one
+    /// snapshot, so a row that changed state meanwhile may count twice or
+    /// not at all.
     pub total: u64,
+    /// `counts["FAILED"]`: the rows waiting for an operator.
     pub failed: u64,
+    /// The oldest PENDING row, or `None` when none is pending.
     pub oldest_pending: Option<Oldest>,
 }
 
+/// The row that has waited longest in a state.
 #[derive(Debug, Clone, Serialize)]
 pub struct Oldest {
+    /// The outbox row's id.
     pub id: String,
+    /// When it was created (RFC 3339, as stored).
     pub created_at: String,
+    /// Seconds from `created_at` to the summary's `now`; 0 when
+    /// `created_at` does not parse.
     pub age_seconds: i64,
 }
 
 impl Summary {
     /// Counts each state through the `by_status` index, all at once.
+    ///
+    /// Costs one `Select=COUNT` Query per state, page by page (the read
+    /// units of every row's index entry), plus one Query of one item for the
+    /// oldest PENDING row. Fails on the first DynamoDB error.
     pub async fn read(query: &AuditQuery, now: OffsetDateTime) -> anyhow::Result<Summary> {
         let counts = futures::future::try_join_all(Status::ALL.map(|s| query.count(s))).await?;
         let counts: BTreeMap<&'static str, u64> = Status::ALL

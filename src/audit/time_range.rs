@@ -18,7 +18,10 @@ use time::{Date, Duration, OffsetDateTime};
 /// `since` inclusive, `until` exclusive; either may be open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimeRange {
+    /// The earliest `created_at` kept (inclusive); `None` for no lower bound.
     pub since: Option<OffsetDateTime>,
+    /// The first `created_at` no longer kept (exclusive); `None` for no
+    /// upper bound.
     pub until: Option<OffsetDateTime>,
 }
 
@@ -29,6 +32,8 @@ const FIRST: &str = "0";
 const LAST: &str = "9999-12-31T23:59:59~";
 
 impl TimeRange {
+    /// The window from `since` (inclusive) to `until` (exclusive). Does not
+    /// check that `since` comes first: a reversed window matches nothing.
     pub fn new(since: Option<OffsetDateTime>, until: Option<OffsetDateTime>) -> TimeRange {
         TimeRange { since, until }
     }

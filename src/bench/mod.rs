@@ -47,20 +47,42 @@ pub use operators::{ExportFigures, ReconcileFigures};
 use process::*;
 pub use register::{register_load, RegisterFigures};
 
+/// What [`run`] measured: one run's figures, as `bench --json` prints them.
+/// Rates are per second of wall-clock time on this machine's local stack,
+/// not AWS's.
 #[derive(Debug, Serialize)]
 pub struct Figures {
+    /// N: participants in each main leg (the one-at-a-time legs use at most
+    /// 2,000 of them).
     pub participants: usize,
+    /// Messages/s through our producer, in relay-sized batches with the
+    /// relay's batches in flight.
     pub kafka_leg_msgs_per_s: f64,
+    /// Messages/s for `kcat -P` sending the same messages to the same
+    /// broker; `None` when kcat could not run (see `kcat_note`).
     pub kcat_msgs_per_s: Option<f64>,
+    /// Why there is no kcat figure, when there is none.
     pub kcat_note: Option<String>,
+    /// Messages/s for one awaited send per message (up to 2,000 messages).
     pub one_send_per_message_msgs_per_s: f64,
+    /// Rows/s from PENDING to DELIVERED, the relay handed all N rows as
+    /// the outbox stream would.
     pub relay_rows_per_s: f64,
     /// The relay handed one row at a time (send awaited, then its mark).
     pub relay_one_row_at_a_time_rows_per_s: f64,
+    /// Participants/s from saving all N to all DELIVERED, through a
+    /// `raffle-outbox run` child process.
     pub end_to_end_participants_per_s: f64,
+    /// Items/s DynamoDB Local takes by BatchWriteItem into the participants
+    /// table: the ceiling the end-to-end figure is held against.
     pub ddb_write_ceiling_items_per_s: f64,
+    /// Outbox table writes per delivered participant in the end-to-end
+    /// leg (two decimals).
     pub ddb_writes_per_participant: f64,
+    /// Write capacity units DynamoDB reported per delivered participant in
+    /// the end-to-end leg (two decimals).
     pub ddb_write_units_per_participant: f64,
+    /// Peak resident memory of the end-to-end child process, in MB.
     pub relay_peak_rss_mb: f64,
     /// `--export-rows`: an `audit export` of that many rows.
     pub export: Option<ExportFigures>,

@@ -6,13 +6,17 @@ use super::*;
 /// outbox, in a child process whose peak RSS is measured.
 #[derive(Debug, Serialize)]
 pub struct ReconcileFigures {
+    /// Participants seeded, each with its outbox row.
     pub participants: usize,
+    /// Participants/s for the whole `reconcile` child process.
     pub reconcile_participants_per_s: f64,
+    /// Peak resident memory of the child process, in MB.
     pub reconcile_peak_rss_mb: f64,
     /// Scan segments the command chose for the table.
     pub segments: u64,
     /// Seeding and index backfill, for the record (not in the figure).
     pub seed_s: f64,
+    /// Seconds the audit indexes took to backfill, for the record.
     pub index_backfill_s: f64,
 }
 
@@ -20,12 +24,19 @@ pub struct ReconcileFigures {
 /// process whose peak RSS is measured.
 #[derive(Debug, Serialize)]
 pub struct ExportFigures {
+    /// Rows seeded and exported (the leg fails unless the file holds them
+    /// all).
     pub rows: usize,
+    /// Rows/s for the whole `audit export` child process.
     pub export_rows_per_s: f64,
+    /// Peak resident memory of the child process, in MB: flat whatever
+    /// `rows` is, if the export streams as it promises.
     pub export_peak_rss_mb: f64,
     /// Seeding (BatchWriteItem) and adding the audit indexes (backfill), for
     /// the record: they are not part of the export's figure.
     pub seed_s: f64,
+    /// Seconds the audit indexes took to backfill, for the record (not in
+    /// the figure).
     pub index_backfill_s: f64,
 }
 

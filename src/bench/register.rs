@@ -17,9 +17,12 @@ pub struct RegisterFigures {
     /// Intended participants registered per second (first request to the
     /// last answer).
     pub registrations_per_s: f64,
+    /// Requests answered per second, retries included.
     pub requests_per_s: f64,
-    /// Per request, through the handler to DynamoDB Local and back.
+    /// The median latency per request, through the handler to DynamoDB
+    /// Local and back.
     pub p50_ms: f64,
+    /// The 99th percentile of the same latency.
     pub p99_ms: f64,
     /// Participants found on the topic once the local pipeline had run
     /// (each exactly once, or the leg fails).

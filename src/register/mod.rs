@@ -64,48 +64,93 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// [`MAX_BODY_BYTES`], the 413; see [`BadRequest::status`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadRequest {
+    /// The HTTP request carried no body.
     #[error("the body is empty; send the participant as JSON")]
     NoBody,
+    /// API Gateway marked the body base64 and it does not decode.
     #[error("the body is not valid base64")]
     NotBase64,
+    /// The (decoded) body is not UTF-8 text.
     #[error("the body is not UTF-8")]
     NotUtf8,
+    /// The body is over [`MAX_BODY_BYTES`]; checked before parsing. The
+    /// only 413.
     #[error("the body is larger than {limit} bytes")]
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        /// [`MAX_BODY_BYTES`].
+        limit: usize,
+    },
+    /// Objects and arrays nest deeper than [`MAX_DEPTH`]; checked before
+    /// parsing.
     #[error("the body is nested deeper than {limit} levels (a registration is one flat object)")]
-    TooDeep { limit: usize },
+    TooDeep {
+        /// [`MAX_DEPTH`].
+        limit: usize,
+    },
+    /// The body has more than [`MAX_FIELDS`] members at all depths; checked
+    /// before parsing.
     #[error("the body has more than {limit} fields (a registration has at most 5)")]
-    TooManyFields { limit: usize },
+    TooManyFields {
+        /// [`MAX_FIELDS`].
+        limit: usize,
+    },
+    /// `serde_json` could not parse the body; carries the parser's message.
     #[error("the body is not JSON: {0}")]
     NotJson(String),
+    /// The body is JSON but not an object.
     #[error("the body must be a JSON object")]
     NotAnObject,
+    /// The object has a member outside [`FIELDS`]; carries its name (a
+    /// client's key, not a value).
     #[error("unknown field `{0}` (allowed: id, name, email, raffle, tickets)")]
     UnknownField(String),
+    /// A required field (`name`, `email` or `raffle`) is absent.
     #[error("`{0}` is required")]
     Missing(&'static str),
+    /// A text field holds something other than a JSON string.
     #[error("`{0}` must be a string")]
     NotAString(&'static str),
+    /// A text field is empty or only whitespace.
     #[error("`{0}` must not be empty")]
     Empty(&'static str),
+    /// A text field has more characters than its limit (`name` 200,
+    /// `email` 254, `raffle` 100).
     #[error("`{field}` is longer than {max} characters")]
-    TooLong { field: &'static str, max: usize },
+    TooLong {
+        /// The field's name.
+        field: &'static str,
+        /// Its limit, in characters (not bytes).
+        max: usize,
+    },
+    /// `id` is not a string holding a UUID in the 36-character 8-4-4-4-12
+    /// form.
     #[error(
         "`id` must be a UUID (like 0b6f9a3e-5c1d-4e2f-8a7b-9c0d1e2f3a4b); leave it out and one is made"
     )]
     NotAUuid,
+    /// `email` is not one `@` between a non-empty local part and a dotted
+    /// domain, without spaces. Deliverability is not checked.
     #[error("`email` is not an email address")]
     BadEmail,
+    /// `tickets` is present and not an integer from 1 to 100.
     #[error("`tickets` must be an integer from 1 to {MAX_TICKETS}")]
     Tickets,
+    /// The `Idempotency-Key` header is empty, over
+    /// [`MAX_IDEMPOTENCY_KEY`], or has a character other than visible ASCII
+    /// except `"`, `\` and `,`.
     #[error(
         "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters other than `\"`, `\\` and `,` (a UUID is best), optionally in double quotes"
     )]
     IdempotencyKey,
+    /// The body has an `id` and the request an `Idempotency-Key`: the key
+    /// alone names the participant.
     #[error(
         "send either an `id` or an Idempotency-Key header, not both: the key names the participant"
     )]
     IdAndKey,
+    /// The item breaks a rule of the stream handler
+    /// ([`Participant::from_image`]), most likely
+    /// [`Invalid::TooLarge`]: refused here so it is never REJECTED later.
     #[error("{0}")]
     Participant(#[from] Invalid),
 }
@@ -124,7 +169,11 @@ impl BadRequest {
 /// A registration that passed validation: the item to save.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registration {
+    /// The participant id: the client's UUID in lower case, the
+    /// `Idempotency-Key`'s UUID v5, or a new UUID v4.
     pub id: String,
+    /// The participant as it will be stored: a JSON object with `id`,
+    /// `name`, `email`, `raffle`, `tickets` and `registered_at`.
     pub item: Value,
 }
 
@@ -307,12 +356,24 @@ pub struct Registered {
 /// What a registration attempt came to.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
+    /// [`validate`] refused the request; nothing was sent to DynamoDB. The
+    /// HTTP API answers [`BadRequest::status`].
     #[error("{0}")]
     BadRequest(#[from] BadRequest),
+    /// A participant with this id exists and the request has no
+    /// `Idempotency-Key`; nothing was written (409). Carries the id.
     #[error("participant {0} is already registered")]
     Conflict(String),
+    /// The `Idempotency-Key`'s participant exists with different `name`,
+    /// `email`, `raffle` or `tickets`; nothing was written (422). Carries
+    /// the id.
     #[error("this Idempotency-Key was first used for a different registration (participant {0}); use a new key for a new registration")]
     KeyReused(String),
+    /// The put failed for any other reason (throttling, network,
+    /// permissions, a missing table) after the SDK's own retries, or the
+    /// item did not convert (503). Whether it was written is unknown: a
+    /// retry with the same `Idempotency-Key` finds out without writing
+    /// twice. Carries the SDK's error text.
     #[error("the participants table did not take the item: {0}")]
     Store(String),
 }
@@ -326,6 +387,9 @@ pub struct Registrar {
 }
 
 impl Registrar {
+    /// A registrar that writes to `table` through `client`, refusing a
+    /// participant whose JSON is over `max_message_bytes` (the limit the
+    /// stream handler applies). Sends nothing.
     pub fn new(client: Client, table: impl Into<String>, max_message_bytes: usize) -> Registrar {
         Registrar {
             client,

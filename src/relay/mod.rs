@@ -51,9 +51,15 @@ pub use crate::kafka::envelope::{EVENT_TYPE, OUTBOX_ID_HEADER};
 /// What one relay pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RelayReport {
+    /// Rows this relay took a lease on.
     pub claimed: usize,
+    /// Rows the broker acknowledged and marked DELIVERED.
     pub delivered: usize,
+    /// Rows whose send failed and went back to PENDING, due again after a
+    /// backoff.
     pub retrying: usize,
+    /// Rows moved to FAILED: attempts used up, a send retrying cannot help,
+    /// or a payload that could not be read. They wait for `redrive`.
     pub failed: usize,
     /// Rows whose lease was lost before the mark (another relay took them).
     pub lost_lease: usize,
@@ -89,10 +95,16 @@ impl std::ops::AddAssign for RelayReport {
 #[derive(Debug, thiserror::Error)]
 #[error("{} error(s) in a relay pass; the first: {first}", report.errors)]
 pub struct RelayError {
+    /// Everything the pass did, its errors counted in `report.errors`.
     pub report: RelayReport,
+    /// The first DynamoDB error the pass met.
     pub first: StoreError,
 }
 
+/// Moves outbox rows to Kafka: claims them with a lease, produces them with
+/// acks=all, and writes each send's outcome back to its row. Safe to run
+/// several at once, in one process or many: the leases keep them off each
+/// other's rows.
 pub struct Relay {
     outbox: OutboxStore,
     producer: Arc<Producer>,
@@ -102,6 +114,9 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// A relay over `outbox` and `producer`, with `config`'s batch size,
+    /// attempts, lease, send timeout, retention and event source, and a
+    /// lease owner id of its own. Sends nothing.
     pub fn new(outbox: OutboxStore, producer: Arc<Producer>, config: Config) -> Relay {
         let owner = format!("relay-{}", uuid::Uuid::new_v4());
         Relay {
@@ -112,6 +127,8 @@ impl Relay {
         }
     }
 
+    /// The outbox the relay reads and marks (and whose write counters
+    /// [`OutboxStore::stats`] reads).
     pub fn outbox(&self) -> &OutboxStore {
         &self.outbox
     }

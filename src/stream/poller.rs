@@ -32,6 +32,8 @@ enum Shard {
     Closed,
 }
 
+/// One table's stream, read shard by shard from the start, remembering
+/// where each shard is so every poll returns only new records.
 pub struct StreamPoller {
     client: StreamsClient,
     stream_arn: String,
@@ -40,7 +42,8 @@ pub struct StreamPoller {
 }
 
 impl StreamPoller {
-    /// A poller for the latest stream of `table`.
+    /// A poller for the latest stream of `table`: one DescribeTable.
+    /// Refused when the table is missing or has no stream.
     pub async fn for_table(
         dynamodb: &aws_sdk_dynamodb::Client,
         client: StreamsClient,
@@ -67,6 +70,13 @@ impl StreamPoller {
     }
 
     /// One round over every readable shard; an empty list means nothing new.
+    ///
+    /// Costs DescribeStream (a call per page of shards), then per readable
+    /// shard one GetRecords of up to 1,000 records (plus a GetShardIterator
+    /// when the shard starts or its iterator is renewed). Stops at the first
+    /// error, and then the records already read from other shards in this
+    /// round are not returned, now or later: their shards have moved past
+    /// them.
     pub async fn poll(&mut self) -> anyhow::Result<Vec<Event>> {
         self.discover_shards().await?;
         let mut events = Vec::new();

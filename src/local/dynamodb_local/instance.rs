@@ -96,6 +96,7 @@ impl DynamoDbInstance {
         self.service.address.clone()
     }
 
+    /// The TCP port the server listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.service.port
     }
