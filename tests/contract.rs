@@ -140,3 +140,15 @@ fn what_breaks_the_contract_is_refused_at_its_path() {
         );
     }
 }
+
+/// The `ce_dataschema` header every message carries names the current
+/// schema by its `$id`: the two cannot drift.
+#[test]
+fn the_header_names_the_latest_schema() {
+    let versions = versions();
+    let (_, latest) = versions.last().unwrap();
+    assert_eq!(
+        latest["$id"].as_str(),
+        Some(raffle_outbox::kafka::envelope::DATA_SCHEMA)
+    );
+}

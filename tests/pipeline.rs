@@ -7,9 +7,11 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use raffle_outbox::demo;
+use raffle_outbox::kafka::envelope::{DATA_SCHEMA, TRACEPARENT_HEADER};
 use raffle_outbox::kafka::partitioner::partition_for;
 use raffle_outbox::outbox::Status;
 use raffle_outbox::relay::{EVENT_TYPE, OUTBOX_ID_HEADER};
+use raffle_outbox::trace::TraceContext;
 
 /// Every inserted participant is on the topic at the partition and offset
 /// its outbox row names, with the right key, value and headers, exactly once.
@@ -24,6 +26,9 @@ async fn every_participant_reaches_the_topic_where_its_row_says() {
         .await
         .unwrap();
 
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schemas/participant-registered/v1.json")).unwrap();
+    let schema = jsonschema::validator_for(&schema).unwrap();
     let report = env.run_pipeline().await;
     assert_eq!(report.stream_records, 60);
     assert_eq!(report.relay.delivered, 60);
@@ -75,6 +80,16 @@ async fn every_participant_reaches_the_topic_where_its_row_says() {
         assert_eq!(h["ce_source"], env.config.event_source);
         assert_eq!(h["ce_time"], row.created_at);
         assert_eq!(h["content-type"], "application/json");
+        // The contract: the value conforms to the schema the header names
+        // (checked with jsonschema, not the project's code).
+        assert_eq!(h["ce_dataschema"], DATA_SCHEMA);
+        assert!(schema.is_valid(&value), "{value} is a v1 document");
+        // The trace the stream handler started (the participant was
+        // written straight into the table), a new span of it on the message.
+        let started = TraceContext::from_traceparent(row.traceparent.as_deref().unwrap()).unwrap();
+        let sent = TraceContext::from_traceparent(&h[TRACEPARENT_HEADER]).unwrap();
+        assert_eq!(sent.trace_id, started.trace_id);
+        assert_ne!(sent.span_id, started.span_id);
     }
 }
 

@@ -407,3 +407,48 @@ async fn limits_are_answered_before_parsing() {
         "only the good registration"
     );
 }
+
+/// A registration's trace reaches its message: `POST /participants` with a
+/// W3C `traceparent` produces a message of the same trace, on a span of its
+/// own (neither the caller's nor the registration's).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_callers_trace_reaches_the_message() {
+    use raffle_outbox::kafka::envelope::TRACEPARENT_HEADER;
+    use raffle_outbox::participant::TRACE_ATTRIBUTE;
+    use raffle_outbox::trace::TraceContext;
+
+    let env = common::env().await;
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut event = request(
+        Some(r#"{"name":"Ada","email":"ada@example.com","raffle":"r","tickets":1}"#),
+        "application/json",
+        false,
+    );
+    event
+        .headers
+        .insert("traceparent", caller.parse().expect("a header value"));
+    let created = registrar(&env).handle(&event).await;
+    assert_eq!(created.status_code, 201);
+    let caller = TraceContext::from_traceparent(caller).unwrap();
+
+    // The participant carries the registration's span of the caller's trace.
+    let stored = participants(&env).await.pop().expect("one participant");
+    let Some(AttributeValue::S(registered)) = stored.get(TRACE_ATTRIBUTE) else {
+        panic!("no {TRACE_ATTRIBUTE} on {stored:?}");
+    };
+    let registered = TraceContext::from_traceparent(registered).unwrap();
+    assert_eq!(registered.trace_id, caller.trace_id);
+    assert_ne!(registered.span_id, caller.span_id);
+
+    // And the message: same trace, a new span; the value without the trace.
+    let report = env.run_pipeline().await;
+    assert_eq!(report.relay.delivered, 1);
+    let records = env.read_topic(1);
+    assert_eq!(records.len(), 1);
+    let sent = TraceContext::from_traceparent(&records[0].headers[TRACEPARENT_HEADER]).unwrap();
+    assert_eq!(sent.trace_id, caller.trace_id);
+    assert_ne!(sent.span_id, caller.span_id);
+    assert_ne!(sent.span_id, registered.span_id);
+    let value: Value = serde_json::from_str(records[0].value.as_deref().unwrap()).unwrap();
+    assert!(value.get(TRACE_ATTRIBUTE).is_none(), "{value}");
+}

@@ -14,6 +14,8 @@
 //! | `ce_type` | [`EVENT_TYPE`] |
 //! | `ce_time` | the row's `created_at` |
 //! | `content-type` | [`CONTENT_TYPE`] |
+//! | `ce_dataschema` | [`DATA_SCHEMA`]: the value's JSON Schema, by its `$id` |
+//! | `traceparent` ([`TRACEPARENT_HEADER`]) | the participant's trace, a new span of it per send (CloudEvents' distributed-tracing extension) |
 //!
 //! The key is the participant id and the value the participant's JSON.
 
@@ -28,6 +30,12 @@ pub const OUTBOX_ID_HEADER: &str = "outbox_id";
 pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
 /// The content type of every message's value (`content-type`).
 pub const CONTENT_TYPE: &str = "application/json";
+/// The value's schema (`ce_dataschema`): the `$id` of
+/// `schemas/participant-registered/v1.json` (a test holds the two equal). A
+/// new version of the value is a new schema file and a new URI here.
+pub const DATA_SCHEMA: &str = "https://raffle.example.com/schemas/participant-registered/v1.json";
+/// The W3C trace context header a message carries.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// One outbox row's envelope: the values its headers carry.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +46,9 @@ pub struct Envelope<'a> {
     pub source: &'a str,
     /// When the row was written (`ce_time`), RFC 3339.
     pub time: &'a str,
+    /// The trace context this send carries (`traceparent`), a W3C
+    /// `traceparent` value.
+    pub traceparent: &'a str,
 }
 
 impl Envelope<'_> {
@@ -56,6 +67,8 @@ impl Envelope<'_> {
                 header("ce_type", EVENT_TYPE),
                 header("ce_time", self.time),
                 header("content-type", CONTENT_TYPE),
+                header("ce_dataschema", DATA_SCHEMA),
+                header(TRACEPARENT_HEADER, self.traceparent),
             ],
         }
     }
@@ -77,6 +90,7 @@ mod tests {
             outbox_id: "row-1",
             source: "/raffle",
             time: "2026-12-02T10:00:00.000Z",
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         };
         let message = envelope.message("p-1".into(), Bytes::from_static(b"{}"));
         let names: Vec<&str> = message.headers.iter().map(|(n, _)| n.as_str()).collect();
@@ -89,7 +103,9 @@ mod tests {
                 "ce_source",
                 "ce_type",
                 "ce_time",
-                "content-type"
+                "content-type",
+                "ce_dataschema",
+                TRACEPARENT_HEADER
             ]
         );
         let record = FetchedRecord {

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use crate::trace::TraceContext;
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use base64::Engine as _;
@@ -75,7 +76,9 @@ impl Registrar {
             },
             _ => return refuse(BadRequest::IdempotencyKey),
         };
-        match self.register(&body, key).await {
+        // The registration is a span of the caller's trace, or starts one.
+        let trace = incoming_trace(request).map_or_else(TraceContext::new_root, |t| t.child());
+        match self.register_in(&body, key, &trace).await {
             Ok(registered) if registered.replayed => {
                 tracing::info!(participant_id = %registered.id, "registration replayed");
                 let mut response = respond(201, json!({ "id": registered.id }));
@@ -158,6 +161,16 @@ fn respond(status: i64, body: Value) -> ApiGatewayV2httpResponse {
     );
     response.body = Some(Body::Text(body.to_string()));
     response
+}
+
+/// The caller's trace context: a W3C `traceparent` header, else the
+/// `X-Amzn-Trace-Id` API Gateway and X-Ray set; `None` when neither is there
+/// or readable (a bad header never fails a registration).
+fn incoming_trace(request: &ApiGatewayV2httpRequest) -> Option<TraceContext> {
+    let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+    header("traceparent")
+        .and_then(|v| TraceContext::from_traceparent(v).ok())
+        .or_else(|| header("x-amzn-trace-id").and_then(|v| TraceContext::from_xray(v).ok()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! conditional writes that move a row between states; the attribute names
 //! are in [`super::schema`].
 
+use crate::trace::TraceContext;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -177,6 +178,11 @@ pub struct OutboxRow {
     /// ([`expires_at`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// The participant's trace context (a W3C `traceparent` value): the
+    /// registration's, or one the stream handler started. Rows written
+    /// before traces were kept have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// What one redrive recorded of the row it moved back to PENDING.
@@ -308,6 +314,14 @@ impl OutboxRow {
         ))
     }
 
+    /// The same row carrying `trace` (its trace context). No request.
+    pub fn with_trace(self, trace: &TraceContext) -> OutboxRow {
+        OutboxRow {
+            traceparent: Some(trace.to_string()),
+            ..self
+        }
+    }
+
     /// The same row under another id (its due shard follows the id).
     pub fn with_id(self, id: String) -> OutboxRow {
         OutboxRow {
@@ -344,6 +358,7 @@ impl OutboxRow {
             redrive_count: 0,
             redrive_history: Vec::new(),
             expires_at: None,
+            traceparent: None,
         }
     }
 }

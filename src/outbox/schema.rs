@@ -75,9 +75,13 @@ pub const REDRIVE_HISTORY: &str = "redrive_history";
 /// deletes a DELIVERED row. Only DELIVERED rows carry it, and only under a
 /// retention policy.
 pub const EXPIRES_AT: &str = "expires_at";
+/// The participant's trace context, a W3C `traceparent` value: the
+/// registration's when it came through `register`, else one the stream
+/// handler started. The relay sends a new span of it with each send.
+pub const TRACEPARENT: &str = "traceparent";
 
 /// Every attribute a row may be stored with.
-pub const ATTRIBUTES: [&str; 25] = [
+pub const ATTRIBUTES: [&str; 26] = [
     ID,
     PARTICIPANT_ID,
     STATUS,
@@ -103,6 +107,7 @@ pub const ATTRIBUTES: [&str; 25] = [
     REDRIVE_COUNT,
     REDRIVE_HISTORY,
     EXPIRES_AT,
+    TRACEPARENT,
 ];
 
 /// What the audit indexes hold of a row, keys included: everything an audit

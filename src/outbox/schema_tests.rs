@@ -73,6 +73,7 @@ fn a_row_is_stored_with_the_named_attributes_only() {
         last_error: None,
     }];
     row.expires_at = Some(0);
+    row.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
     assert_eq!(row.status, Status::Pending);
     let item: serde_dynamo::Item = serde_dynamo::to_item(&row).unwrap();
     let stored: BTreeSet<&str> = item.keys().map(String::as_str).collect();

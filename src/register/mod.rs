@@ -33,7 +33,8 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::outbox::row::rfc3339;
-use crate::participant::{to_json, Invalid, Participant};
+use crate::participant::{to_json, Invalid, Participant, TRACE_ATTRIBUTE};
+use crate::trace::TraceContext;
 
 /// The fields a registration may carry.
 pub const FIELDS: [&str; 5] = ["id", "name", "email", "raffle", "tickets"];
@@ -410,12 +411,29 @@ impl Registrar {
         body: &str,
         idempotency_key: Option<&str>,
     ) -> Result<Registered, RegisterError> {
-        let registration = validate(
+        self.register_in(body, idempotency_key, &TraceContext::new_root())
+            .await
+    }
+
+    /// [`Registrar::register`] as a span of a trace: `trace` (the
+    /// registration's own span, a child of the caller's) is stored with the
+    /// participant ([`TRACE_ATTRIBUTE`]), beside its fields, and travels to
+    /// the message's `traceparent`. Same requests and answers.
+    pub async fn register_in(
+        &self,
+        body: &str,
+        idempotency_key: Option<&str>,
+        trace: &TraceContext,
+    ) -> Result<Registered, RegisterError> {
+        let mut registration = validate(
             body,
             idempotency_key,
             self.max_message_bytes,
             OffsetDateTime::now_utc(),
         )?;
+        if let Some(fields) = registration.item.as_object_mut() {
+            fields.insert(TRACE_ATTRIBUTE.into(), trace.to_string().into());
+        }
         let item = serde_dynamo::to_item(&registration.item)
             .map_err(|e| RegisterError::Store(e.to_string()))?;
         let result = self

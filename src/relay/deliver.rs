@@ -12,6 +12,7 @@ use crate::kafka::{Delivery, KafkaError, Message};
 use crate::outbox::backoff::{after_failure, AfterFailure};
 use crate::outbox::row::epoch_ms;
 use crate::outbox::{Holder, OutboxRow, StoreError, Stored, Written};
+use crate::trace::TraceContext;
 
 impl Relay {
     /// Produces the rows in one batch and writes each outcome back, with
@@ -130,10 +131,15 @@ impl Relay {
     }
 
     pub(super) fn message(&self, row: &OutboxRow) -> std::io::Result<Message> {
+        // Each send is a new span of the participant's trace; a row written
+        // before traces were kept gets a trace of its own here.
+        let trace = row_trace(row).map_or_else(TraceContext::new_root, |t| t.child());
+        let traceparent = trace.to_string();
         let envelope = Envelope {
             outbox_id: &row.id,
             source: &self.config.event_source,
             time: &row.created_at,
+            traceparent: &traceparent,
         };
         Ok(envelope.message(
             row.participant_id.clone().unwrap_or_default(),
@@ -151,6 +157,7 @@ impl Relay {
             timestamp = delivery.timestamp,
             outbox_id = %row.id,
             participant_id = row.participant_id.as_deref().unwrap_or_default(),
+            trace_id = row_trace(row).map(|t| t.trace_id_hex()).unwrap_or_default(),
             "kafka send response"
         );
     }
@@ -206,4 +213,9 @@ fn stored(delivery: &Delivery) -> Stored {
         offset: delivery.offset,
         timestamp: delivery.timestamp,
     }
+}
+
+/// The trace context a row carries, if it carries a readable one.
+fn row_trace(row: &OutboxRow) -> Option<TraceContext> {
+    TraceContext::from_traceparent(row.traceparent.as_deref()?).ok()
 }

@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::deadline::Budget;
 use crate::outbox::{OutboxRow, OutboxStore, Source, Status, StoreError, Written};
 use crate::participant::{Participant, ID_ATTRIBUTE};
+use crate::trace::TraceContext;
 
 /// Turns the participants table's INSERT records into outbox rows, one
 /// conditional put per row (batched by [`OutboxStore::insert_all_before`]),
@@ -226,7 +227,11 @@ pub fn row_for_image(
     due: OffsetDateTime,
 ) -> OutboxRow {
     match Participant::from_image(image, max_message_bytes) {
-        Ok(p) => OutboxRow::pending(source, p.id, p.json, now, due),
+        Ok(p) => {
+            // A participant written straight into the table starts its trace here.
+            let trace = p.trace.unwrap_or_else(TraceContext::new_root);
+            OutboxRow::pending(source, p.id, p.json, now, due).with_trace(&trace)
+        }
         Err(reason) => {
             tracing::warn!(event_id = %source.event_id, %reason, "participant image rejected");
             OutboxRow::rejected(
