@@ -44,6 +44,12 @@ impl AuditQuery {
         &self.table
     }
 
+    /// The same table as an [`crate::outbox::OutboxStore`], for the
+    /// commands that change rows (through its transitions). No request.
+    pub fn outbox(&self) -> crate::outbox::OutboxStore {
+        crate::outbox::OutboxStore::new(self.client.clone(), &self.table)
+    }
+
     /// Rows in `status` created in `range`, oldest first. `error_contains`
     /// keeps rows whose `last_error` contains the text (a filter on the
     /// server: the pages still cost the whole range's reads).

@@ -90,7 +90,7 @@ impl RedriveArgs {
             true => Progress::hidden(),
             false => Progress::bar(n as u64, "rows redriven"),
         };
-        let outbox = crate::outbox::OutboxStore::new(query.client().clone(), query.table());
+        let outbox = query.outbox();
         let outcome = redrive::redrive(
             &outbox,
             &plan.candidates,

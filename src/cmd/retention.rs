@@ -42,7 +42,7 @@ impl RetentionArgs {
                 false => "DELIVERED rows changed",
             }),
         };
-        let outbox = crate::outbox::OutboxStore::new(query.client().clone(), query.table());
+        let outbox = query.outbox();
         let report =
             retention::apply(&query, &outbox, days, self.dry_run, &|n| progress.set(n)).await?;
         progress.finish();
