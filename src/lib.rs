@@ -32,6 +32,7 @@
 pub mod lambda;
 pub mod register;
 
+pub mod contract;
 pub mod participant;
 pub mod trace;
 

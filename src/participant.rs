@@ -19,6 +19,7 @@ use base64::Engine as _;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Map, Number, Value};
 
+use crate::contract::{self, Violation};
 use crate::trace::TraceContext;
 
 /// The attribute that holds the participant's id: the Kafka key.
@@ -73,6 +74,10 @@ pub enum Invalid {
         /// The `max_bytes` it was checked against.
         limit: usize,
     },
+    /// The participant does not conform to the event contract
+    /// ([`crate::contract`]): the failing path and rule, never the value.
+    #[error(transparent)]
+    OffContract(#[from] Violation),
     /// Lists and maps nest deeper than [`MAX_NESTING`].
     #[error("the image nests lists and maps deeper than {limit} levels (DynamoDB's limit)")]
     TooDeep {
@@ -83,8 +88,9 @@ pub enum Invalid {
 
 impl Participant {
     /// Validates a stream `NewImage` and maps it to JSON: refused when it
-    /// is empty, has no string `id`, nests deeper than [`MAX_NESTING`] or
-    /// maps to more than `max_bytes`.
+    /// is empty, has no string `id`, nests deeper than [`MAX_NESTING`], does
+    /// not conform to the event contract ([`contract::check`]) or maps to
+    /// more than `max_bytes`.
     ///
     /// `max_bytes` is the largest JSON value the broker will take (Kafka's
     /// `message.max.bytes` less room for key and headers).
@@ -114,6 +120,7 @@ impl Participant {
                 fields.remove(TRACE_ATTRIBUTE);
             }
         }
+        contract::check(&value)?;
         let json = value.to_string();
         if json.len() > max_bytes {
             return Err(Invalid::TooLarge {

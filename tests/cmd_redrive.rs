@@ -26,7 +26,7 @@ async fn failed_rows_are_redriven_after_the_cause_is_fixed_and_delivered() {
     eprintln!("env in {:?}", started.elapsed());
     let topic = env.config.kafka_topic.clone();
     let mut broker = common::broker::Broker::new(&env.stack);
-    let schemas = broker.dir.join("schemas");
+    let schemas = broker.schemas();
     std::fs::create_dir_all(&schemas).unwrap();
     let schema_file = schemas.join(format!("{topic}.json"));
     let no_tickets = serde_json::json!({
@@ -37,9 +37,7 @@ async fn failed_rows_are_redriven_after_the_cause_is_fixed_and_delivered() {
     });
     std::fs::write(&schema_file, no_tickets.to_string()).unwrap();
     let advertised = format!("tcp://{}", broker.bootstrap());
-    broker
-        .start_with(&advertised, &["--schema-registry", "file://./schemas"])
-        .await;
+    broker.start_with(&advertised, &[]).await;
     broker.create_topic(&topic, common::PARTITIONS as u32).await;
     let mut config = env.config.clone();
     config.kafka_bootstrap_servers = broker.bootstrap();

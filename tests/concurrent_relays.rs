@@ -27,7 +27,7 @@ async fn four_relays_send_each_row_exactly_once() {
                 "eventName": "INSERT",
                 "awsRegion": "us-east-1",
                 "dynamodb": {
-                    "NewImage": {"id": {"S": format!("p-{i}")}, "tickets": {"N": (i % 7).to_string()}},
+                    "NewImage": {"id": {"S": format!("p-{i}")}, "tickets": {"N": (i % 7 + 1).to_string()}},
                     "SequenceNumber": format!("{:021}", i),
                     "SizeBytes": 40
                 }

@@ -87,7 +87,7 @@ fn messages(prefix: &str) -> Vec<Message> {
     (0..3)
         .map(|i| Message {
             key: format!("{prefix}-{i}"),
-            value: Bytes::from(format!("{{\"n\":{i}}}")),
+            value: Bytes::from(format!("{{\"id\":\"{prefix}-{i}\",\"n\":{i}}}")),
             headers: vec![],
         })
         .collect()

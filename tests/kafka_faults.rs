@@ -206,7 +206,7 @@ async fn a_record_the_topic_refuses_fails_alone_and_the_rest_of_its_batch_is_del
     let topic = env.config.kafka_topic.clone();
     let mut broker = Broker::new(&env.stack);
     // tansu validates every record of a topic against `<topic>.json`.
-    let schemas = broker.dir.join("schemas");
+    let schemas = broker.schemas();
     std::fs::create_dir_all(&schemas).unwrap();
     let schema = serde_json::json!({
         "type": "object",
@@ -220,9 +220,7 @@ async fn a_record_the_topic_refuses_fails_alone_and_the_rest_of_its_batch_is_del
     });
     std::fs::write(schemas.join(format!("{topic}.json")), schema.to_string()).unwrap();
     let advertised = format!("tcp://{}", broker.bootstrap());
-    broker
-        .start_with(&advertised, &["--schema-registry", "file://./schemas"])
-        .await;
+    broker.start_with(&advertised, &[]).await;
     // One partition: every row in one record batch.
     broker.create_topic(&topic, 1).await;
     let rows = pending_rows(&env, 0..5, |n, participant| {
@@ -308,8 +306,8 @@ async fn partitions_added_to_the_topic_are_used_after_the_metadata_max_age() {
             .await
             .expect("producer");
     let message = |key: String| Message {
+        value: Bytes::from(format!("{{\"id\":\"{key}\"}}")),
         key,
-        value: Bytes::from_static(b"{}"),
         headers: vec![],
     };
     let first = producer.send(&[message("first".into())]).await;

@@ -266,3 +266,73 @@ async fn the_handler_answers_before_its_deadline_with_what_it_did_not_store() {
     );
     assert_eq!(env.rows().await.len(), RECORDS, "one row per record");
 }
+
+/// The event contract at capture: a participant that breaks
+/// `schemas/participant-registered/v1.json` (here written straight into the
+/// table by another writer: too many tickets, a name that is a number)
+/// becomes a REJECTED row whose reason names the failing path and the rule,
+/// never the value; it is never sent, and the conforming record of the same
+/// batch is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_participant_off_the_contract_is_rejected_naming_the_path() {
+    let mut env = common::env().await;
+    env.config.sweep_delay_seconds = 0;
+    let event = batch(vec![
+        record(
+            "ev-tickets",
+            "200",
+            "INSERT",
+            json!({"id": {"S": "too-many"}, "tickets": {"N": "1000"}}),
+        ),
+        record(
+            "ev-name",
+            "201",
+            "INSERT",
+            json!({"id": {"S": "numeric-name"}, "name": {"N": "31337"}}),
+        ),
+        record(
+            "ev-fine",
+            "202",
+            "INSERT",
+            json!({"id": {"S": "fine"}, "tickets": {"N": "100"}, "extra": {"BOOL": true}}),
+        ),
+    ]);
+    let handler = StreamHandler::new(env.outbox.clone(), &env.config);
+    assert!(handler.handle(&event).await.batch_item_failures.is_empty());
+
+    let mut rows = env.rows().await;
+    rows.sort_by(|a, b| a.source_sequence_number.cmp(&b.source_sequence_number));
+    let statuses: Vec<Status> = rows.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![Status::Rejected, Status::Rejected, Status::Pending]
+    );
+    let reasons: Vec<String> = rows[..2]
+        .iter()
+        .map(|r| r.reject_reason.clone().unwrap())
+        .collect();
+    assert!(reasons[0].contains("`/tickets`"), "{}", reasons[0]);
+    assert!(reasons[0].contains("maximum"), "{}", reasons[0]);
+    assert!(reasons[1].contains("`/name`"), "{}", reasons[1]);
+    assert!(reasons[1].contains("type"), "{}", reasons[1]);
+    for (row, reason) in rows.iter().zip(&reasons) {
+        assert!(
+            reason.contains("participant-registered/v1.json"),
+            "names the schema: {reason}"
+        );
+        assert!(
+            !reason.contains("1000") && !reason.contains("31337"),
+            "the reason repeats no data: {reason}"
+        );
+        assert!(row.raw_image.is_some(), "the image is kept");
+    }
+
+    let producer = Producer::connect(&env.config.kafka_bootstrap_servers, &env.config.kafka_topic)
+        .await
+        .unwrap();
+    let relay = Relay::new(env.outbox.clone(), Arc::new(producer), env.config.clone());
+    assert_eq!(relay.sweep().await.unwrap().delivered, 1);
+    let records = env.read_topic(1);
+    assert_eq!(records.len(), 1, "nothing off the contract is sent");
+    assert_eq!(records[0].key.as_deref(), Some("fine"));
+}

@@ -30,10 +30,8 @@ pub const OUTBOX_ID_HEADER: &str = "outbox_id";
 pub const EVENT_TYPE: &str = "com.raffle.participant.registered";
 /// The content type of every message's value (`content-type`).
 pub const CONTENT_TYPE: &str = "application/json";
-/// The value's schema (`ce_dataschema`): the `$id` of
-/// `schemas/participant-registered/v1.json` (a test holds the two equal). A
-/// new version of the value is a new schema file and a new URI here.
-pub const DATA_SCHEMA: &str = "https://raffle.example.com/schemas/participant-registered/v1.json";
+/// The value's schema (`ce_dataschema`), kept with the schema itself.
+pub use crate::contract::DATA_SCHEMA;
 /// The W3C trace context header a message carries.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 

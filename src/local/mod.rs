@@ -41,6 +41,7 @@ pub(crate) use process::which;
 pub use reset::{reset, DeletedData, ResetReport};
 pub use service::ServiceStatus;
 pub use stack::{StackConfig, DEFAULT_DYNAMODB_PORT, DEFAULT_KAFKA_PORT};
+pub use tansu::topic_schema;
 
 use std::path::Path;
 
@@ -89,7 +90,9 @@ pub async fn status(cfg: &StackConfig) -> anyhow::Result<Vec<ServiceStatus>> {
     ])
 }
 
-/// Creates `topic` with `partitions` partitions; succeeds if it already exists.
+/// Creates `topic` with `partitions` partitions; succeeds if it already exists. The broker
+/// then enforces the event contract on it: a record whose value does not conform to
+/// [`crate::contract::SCHEMA`] is refused with `INVALID_RECORD`.
 ///
 /// If the existing topic has a different partition count this only warns: the caller asked
 /// for the topic to exist, and deleting data to change it is not this function's call.

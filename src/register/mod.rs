@@ -150,8 +150,9 @@ pub enum BadRequest {
     )]
     IdAndKey,
     /// The item breaks a rule of the stream handler
-    /// ([`Participant::from_image`]), most likely
-    /// [`Invalid::TooLarge`]: refused here so it is never REJECTED later.
+    /// ([`Participant::from_image`]): [`Invalid::TooLarge`], or off the
+    /// event contract ([`Invalid::OffContract`]; the checks above keep
+    /// within it): refused here so it is never REJECTED later.
     #[error("{0}")]
     Participant(#[from] Invalid),
 }

@@ -52,14 +52,17 @@ impl Broker {
     }
 
     /// [`Broker::start`] advertising `advertised`, with more `tansu broker`
-    /// arguments (`--authentication`, `--schema-registry file://./schemas`).
+    /// arguments (`--authentication`). Like the stack's, it enforces the
+    /// schema files in [`Broker::schemas`] (see [`Broker::create_topic`]).
     pub async fn start_with(&mut self, advertised: &str, args: &[&str]) {
         assert!(self.child.is_none(), "the broker runs already");
+        std::fs::create_dir_all(self.schemas()).expect("schema registry directory");
         let child = Command::new(&self.bin)
             .arg("broker")
             .args(["--listener-url", &format!("tcp://127.0.0.1:{}", self.port)])
             .args(["--advertised-listener-url", advertised])
             .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--schema-registry", "file://./schemas"])
             .args(args)
             .current_dir(&self.dir)
             .env("RUST_LOG", "warn")
@@ -118,7 +121,20 @@ impl Broker {
         );
     }
 
+    /// The broker's schema registry: `<topic>.json` files it validates
+    /// every produced record of that topic against.
+    pub fn schemas(&self) -> PathBuf {
+        self.dir.join("schemas")
+    }
+
+    /// Creates `topic`, enforcing the event contract on it as the stack's
+    /// broker does, unless the test put a schema of its own there first.
     pub async fn create_topic(&self, topic: &str, partitions: u32) {
+        let schema = self.schemas().join(format!("{topic}.json"));
+        if !schema.exists() {
+            std::fs::create_dir_all(self.schemas()).expect("schema registry directory");
+            std::fs::write(&schema, raffle_outbox::local::topic_schema()).expect("schema file");
+        }
         let partitions = partitions.to_string();
         self.cli(&["topic", "create", topic, "--partitions", &partitions])
             .await;

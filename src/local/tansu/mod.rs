@@ -19,7 +19,12 @@
 //! - its SQLite schema has no index on `header`, and a fetch looks up each record's headers
 //!   by `(topition, offset_id)`: every record fetched scanned every header ever stored
 //!   (17 ms a record at 380k headers, so 5,000 records took 85 s and a reader timed out),
-//!   so [`index_headers`] adds that index once the broker has created its tables.
+//!   so [`index_headers`] adds that index once the broker has created its tables;
+//! - with `--schema-registry file://./DIR` it validates every produced batch against
+//!   `DIR/<topic>.json` when that file exists (`{"properties": {"value": <schema>}}`), read
+//!   again at each produce (no cache unless `--schema-registry-cache-expiry`), and refuses
+//!   the whole batch with `INVALID_RECORD` if one record fails; a topic without a file is
+//!   not checked. So [`ensure_topic`] writes the event contract's file for its topic.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -65,6 +70,10 @@ fn binary(home: &Path) -> PathBuf {
 fn work_dir(cfg: &StackConfig) -> PathBuf {
     cfg.run_dir().join("tansu")
 }
+
+/// The broker's schema registry, in its working directory: one `<topic>.json` per topic
+/// that carries participants (see [`enforce_contract`]).
+const REGISTRY_DIR: &str = "schema-registry";
 
 fn broker_url(cfg: &StackConfig) -> String {
     format!("tcp://127.0.0.1:{}", cfg.kafka_port)
@@ -148,7 +157,9 @@ pub(crate) async fn install(home: &Path) -> anyhow::Result<PathBuf> {
 /// [`index_headers`]).
 pub(crate) async fn ensure_running(cfg: &StackConfig, bin: &Path) -> anyhow::Result<ServiceStatus> {
     let dir = work_dir(cfg);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let registry = dir.join(REGISTRY_DIR);
+    std::fs::create_dir_all(&registry)
+        .with_context(|| format!("creating {}", registry.display()))?;
     let status = service(cfg)
         .ensure_running(|| {
             let url = broker_url(cfg);
@@ -157,6 +168,8 @@ pub(crate) async fn ensure_running(cfg: &StackConfig, bin: &Path) -> anyhow::Res
                 .args(["--listener-url", &url])
                 .args(["--advertised-listener-url", &url])
                 .args(["--storage-engine", "sqlite://tansu.db"])
+                // `file://` paths are relative to the working directory, as `sqlite://` ones.
+                .args(["--schema-registry", &format!("file://./{REGISTRY_DIR}")])
                 .current_dir(&dir)
                 // Its log level comes from RUST_LOG; the caller's (meant for raffle-outbox)
                 // would make tansu log every request at debug level with span events.
@@ -210,12 +223,38 @@ pub(crate) async fn status(cfg: &StackConfig) -> ServiceStatus {
     service(cfg).status().await
 }
 
-/// Creates the topic, or succeeds if it exists (see [`super::ensure_topic`]).
+/// The topic's file in the broker's schema registry: the event contract
+/// ([`crate::contract::SCHEMA`], the very file capture checks with, so the two cannot drift)
+/// as the schema of each record's value. No key schema: tansu would parse the key as JSON,
+/// and a participant id is plain text.
+pub fn topic_schema() -> String {
+    let value: serde_json::Value =
+        serde_json::from_str(crate::contract::SCHEMA).expect("the schema file is JSON");
+    serde_json::json!({ "type": "object", "properties": { "value": value } }).to_string()
+}
+
+/// Makes the broker check every record produced to `topic` against the event contract:
+/// writes `<topic>.json` into its schema registry (whole, by rename, as the broker may be
+/// reading it).
+fn enforce_contract(cfg: &StackConfig, topic: &str) -> anyhow::Result<()> {
+    let registry = work_dir(cfg).join(REGISTRY_DIR);
+    std::fs::create_dir_all(&registry)
+        .with_context(|| format!("creating {}", registry.display()))?;
+    let file = registry.join(format!("{topic}.json"));
+    let partial = registry.join(format!(".{topic}.json.partial"));
+    std::fs::write(&partial, topic_schema())
+        .and_then(|()| std::fs::rename(&partial, &file))
+        .with_context(|| format!("writing {}", file.display()))
+}
+
+/// Creates the topic, or succeeds if it exists (see [`super::ensure_topic`]), and makes the
+/// broker enforce the event contract on it.
 pub(crate) async fn ensure_topic(
     cfg: &StackConfig,
     topic: &str,
     partitions: u32,
 ) -> anyhow::Result<()> {
+    enforce_contract(cfg, topic)?;
     let partitions_arg = i32::try_from(partitions)
         .ok()
         .filter(|p| *p > 0)
@@ -282,8 +321,17 @@ pub(crate) async fn ensure_topic(
 /// the database at each request, so the topic is gone for its clients at once.
 pub(crate) async fn delete_topic(cfg: &StackConfig, topic: &str) -> anyhow::Result<()> {
     let db = database(cfg);
+    let schema = work_dir(cfg)
+        .join(REGISTRY_DIR)
+        .join(format!("{topic}.json"));
     let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || delete_topic_rows(&db, &topic)).await?
+    tokio::task::spawn_blocking(move || delete_topic_rows(&db, &topic)).await??;
+    match std::fs::remove_file(&schema) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", schema.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn delete_topic_rows(db: &Path, topic: &str) -> anyhow::Result<()> {
