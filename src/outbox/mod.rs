@@ -27,4 +27,3 @@ pub use error::{StoreError, Written};
 pub use row::{expires_at, OutboxRow, RedriveEntry, Source, Status, Stored};
 pub use store::{OutboxStore, WriteStats};
 pub use transition::Holder;
-pub use write::MARK_BATCH;

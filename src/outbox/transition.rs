@@ -14,11 +14,10 @@
 //! | redrive | FAILED → PENDING | FAILED with the attempts the operator saw | [`OutboxStore::redrive`](super::OutboxStore::redrive) |
 //! | expiry | DELIVERED → DELIVERED (`expires_at` set or removed) | DELIVERED | [`OutboxStore::set_expiry`](super::OutboxStore::set_expiry) |
 //!
-//! A transition is one write unit per KB of the row (a transaction: two),
-//! one UpdateItem (or PutItem) request alone, or 1/25 of a
-//! TransactWriteItems request when marks are batched
-//! ([`super::MARK_BATCH`]) and 1/100 when inserts are
-//! ([`OutboxStore::insert_all`](super::OutboxStore::insert_all)).
+//! A transition is one UpdateItem (or PutItem) request: one write unit per
+//! KB of the row on the table, and one on each index whose entry it changes
+//! (two when it changes the index's key). No transition is written in a
+//! transaction: TransactWriteItems bills every item twice.
 //!
 //! The in-memory twins ([`OutboxRow::into_delivered`],
 //! [`OutboxRow::into_failed`]) give the row a transition leaves, for seeding
@@ -27,14 +26,13 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
 use super::row::{due_shard, epoch_ms, rfc3339, OutboxRow, Status, Stored};
 use super::schema::{EXPIRES_AT, ID};
-use super::store::{n, s, to_item};
-use super::StoreError;
+use super::store::{n, s};
 
 /// Who may move an IN_FLIGHT-or-new row on: the condition every state change
 /// of the relay is written under.
@@ -291,32 +289,6 @@ impl Transition {
             .set_expression_attribute_names(Some(self.names.clone()))
             .set_expression_attribute_values(Some(self.values.clone()))
     }
-
-    /// The transition as one item of a TransactWriteItems request.
-    pub(super) fn transact_item(&self, table: &str) -> Result<TransactWriteItem, StoreError> {
-        let update = Update::builder()
-            .table_name(table)
-            .key(ID, s(&self.id))
-            .update_expression(&self.update)
-            .condition_expression(&self.condition)
-            .set_expression_attribute_names(Some(self.names.clone()))
-            .set_expression_attribute_values(Some(self.values.clone()))
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-}
-
-/// Insert as one item of a TransactWriteItems request: the whole row, if no
-/// row has its id.
-pub(super) fn insert_item(table: &str, row: &OutboxRow) -> Result<TransactWriteItem, StoreError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(to_item(row)?))
-        .condition_expression(INSERT_CONDITION)
-        .build()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 impl OutboxRow {
