@@ -11,6 +11,13 @@
 //!   `raffle-outbox run` child process (whose peak RSS is measured), against
 //!   DynamoDB Local's raw write ceiling measured in the same run;
 //! - outbox writes and write units per delivered participant;
+//! - CPU per delivered row: the end-to-end child process against the
+//!   workshop chapter's handler (one awaited kafkajs send per record) on the
+//!   same participants and broker;
+//! - a steady offered load (`--steady-rate` participants/s for
+//!   `--steady-seconds`) through the registrar and the pipeline on a metered
+//!   client: request units per participant by table and index, their price,
+//!   and the latency from save to the message's timestamp;
 //! - optionally, `audit export` of a seeded outbox (rows/s, peak RSS);
 //! - optionally, registrations through the register handler by concurrent
 //!   clients resending at random (registrations/s, p99), each participant
@@ -40,12 +47,17 @@ mod kcat;
 mod operators;
 mod process;
 mod register;
+mod seed;
+mod steady;
 
 use kcat::*;
 use operators::*;
 pub use operators::{ExportFigures, ReconcileFigures};
 use process::*;
 pub use register::{register_load, RegisterFigures};
+use seed::*;
+use steady::steady;
+pub use steady::{PlaceUnits, SteadyFigures};
 
 /// What [`run`] measured: one run's figures, as `bench --json` prints them.
 /// Rates are per second of wall-clock time on this machine's local stack,
@@ -84,6 +96,33 @@ pub struct Figures {
     pub ddb_write_units_per_participant: f64,
     /// Peak resident memory of the end-to-end child process, in MB.
     pub relay_peak_rss_mb: f64,
+    /// CPU time (user + system) of the end-to-end child process per
+    /// delivered row, µs: capture (stream reads, outbox writes) and relay
+    /// (sends, marks) together, so an upper bound on the relay's.
+    pub relay_cpu_us_per_row: f64,
+    /// The same for the workshop chapter's handler (Node.js, kafkajs, one
+    /// awaited send per record) sending the same participants; `None` when
+    /// it could not run (see `seed_note`).
+    pub seed_cpu_us_per_row: Option<f64>,
+    /// `relay_cpu_us_per_row` ÷ `seed_cpu_us_per_row` (target ≤ 0.25).
+    pub cpu_ratio_vs_seed: Option<f64>,
+    /// Why there is no seed figure, when there is none.
+    pub seed_note: Option<String>,
+    /// Write request units per participant at the steady load (see `steady`).
+    pub wru_per_participant: Option<f64>,
+    /// Read request units per participant at the steady load.
+    pub rru_per_participant: Option<f64>,
+    /// US$ of DynamoDB per million participants at the steady load.
+    pub ddb_usd_per_million: Option<f64>,
+    /// Save → message timestamp at the steady load, ms: median.
+    pub latency_p50_ms: Option<i64>,
+    /// The same, 99th percentile.
+    pub latency_p99_ms: Option<i64>,
+    /// The same, largest.
+    pub latency_max_ms: Option<i64>,
+    /// The steady-load leg in full (units by table and index); `None` when
+    /// `--steady-seconds 0`.
+    pub steady: Option<SteadyFigures>,
     /// `--export-rows`: an `audit export` of that many rows.
     pub export: Option<ExportFigures>,
     /// `--reconcile-participants`: a `reconcile` of that many participants.
@@ -232,6 +271,7 @@ pub async fn run(
     export_rows: usize,
     reconcile_participants: usize,
     register: Option<(usize, usize)>,
+    steady_load: (u32, u32),
 ) -> anyhow::Result<Figures> {
     local::up(stack).await?;
     let participants: Vec<(String, serde_json::Value)> =
@@ -313,11 +353,24 @@ pub async fn run(
     let relay_one_row_at_a_time = rate(one_by_one, started.elapsed());
     drop(leg);
 
-    // End to end, in a child process: its peak RSS is the relay's.
+    // End to end, in a child process: its peak RSS and CPU are the relay's.
     let leg = DynamoLeg::start(base, stack, "e2e").await?;
-    let (report, elapsed, peak_rss_kb) = end_to_end(&leg, items).await?;
+    let (report, elapsed, child) = end_to_end(&leg, items).await?;
     let delivered = report.relay.delivered.max(1) as f64;
+    let relay_cpu_us_per_row = tenths(child.cpu.as_micros() as f64 / delivered);
     drop(leg);
+    let (seed_cpu_us_per_row, seed_note) =
+        match seed_handler(base, stack, &participants, base.relay_batch_size).await {
+            Ok(run) => (Some(run.cpu_us_per_row()), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+
+    let steady = match steady_load {
+        (rate, seconds) if rate > 0 && seconds > 0 => {
+            Some(steady(base, stack, rate, seconds).await?)
+        }
+        _ => None,
+    };
 
     let export = match export_rows {
         0 => None,
@@ -348,7 +401,19 @@ pub async fn run(
             / 100.0,
         ddb_write_units_per_participant: (report.outbox_write_units / delivered * 100.0).round()
             / 100.0,
-        relay_peak_rss_mb: mb(peak_rss_kb),
+        relay_peak_rss_mb: mb(child.peak_rss_kib),
+        relay_cpu_us_per_row,
+        cpu_ratio_vs_seed: seed_cpu_us_per_row
+            .map(|seed| (relay_cpu_us_per_row / seed * 100.0).round() / 100.0),
+        seed_cpu_us_per_row,
+        seed_note,
+        wru_per_participant: steady.as_ref().map(|s| s.wru_per_participant),
+        rru_per_participant: steady.as_ref().map(|s| s.rru_per_participant),
+        ddb_usd_per_million: steady.as_ref().map(|s| s.ddb_usd_per_million),
+        latency_p50_ms: steady.as_ref().map(|s| s.latency_p50_ms),
+        latency_p99_ms: steady.as_ref().map(|s| s.latency_p99_ms),
+        latency_max_ms: steady.as_ref().map(|s| s.latency_max_ms),
+        steady,
         export,
         reconcile,
         register,
@@ -357,18 +422,19 @@ pub async fn run(
 
 /// Saves the participants while a `raffle-outbox run --until-idle` child
 /// relays them; returns its report, the time from the first save to the
-/// last DELIVERED mark, and its peak RSS in KiB.
+/// last DELIVERED mark, and what the child used (peak RSS, CPU).
 pub(super) async fn end_to_end(
     leg: &DynamoLeg,
     items: Vec<serde_json::Value>,
-) -> anyhow::Result<(PipelineReport, Duration, i64)> {
+) -> anyhow::Result<(PipelineReport, Duration, Finished)> {
     let (config, dynamodb) = (&leg.config, &leg.dynamodb);
     let n = items.len();
     let child = spawn_measured(leg.command(&["run", "--until-idle", "--idle-seconds", "3"])?)?;
     let started = OffsetDateTime::now_utc();
     demo::save_all(dynamodb, &config.participants_table, items).await?;
-    let (stdout, peak_rss_kb) = tokio::task::spawn_blocking(move || child.wait()).await??;
-    let report: PipelineReport = serde_json::from_slice(&stdout).context("the run's report")?;
+    let finished = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let report: PipelineReport =
+        serde_json::from_slice(&finished.stdout).context("the run's report")?;
     let rows = OutboxStore::new(dynamodb.clone(), &config.outbox_table)
         .scan_all()
         .await?;
@@ -384,7 +450,7 @@ pub(super) async fn end_to_end(
         .unwrap_or_default();
     let last = OffsetDateTime::parse(last, &time::format_description::well_known::Rfc3339)?;
     tracing::debug!(first_save = %rfc3339(started), last_mark = %rfc3339(last), "end to end");
-    Ok((report, (last - started).unsigned_abs(), peak_rss_kb))
+    Ok((report, (last - started).unsigned_abs(), finished))
 }
 
 pub(super) fn mb(kib: i64) -> f64 {

@@ -74,7 +74,9 @@ pub(super) async fn export(
     let command = leg.command(&["audit", "export", "--format", "csv", "--output", output])?;
     let started = Instant::now();
     let child = spawn_measured(command)?;
-    let (_, peak_rss_kb) = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let peak_rss_kb = tokio::task::spawn_blocking(move || child.wait())
+        .await??
+        .peak_rss_kib;
     let elapsed = started.elapsed();
     let records = std::fs::read(&file)?
         .windows(2)
@@ -132,7 +134,8 @@ pub(super) async fn reconcile(
     let command = leg.command(&["reconcile", "--json"])?;
     let started = Instant::now();
     let child = spawn_measured(command)?;
-    let (stdout, peak_rss_kb) = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let finished = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let (stdout, peak_rss_kb) = (finished.stdout, finished.peak_rss_kib);
     let elapsed = started.elapsed();
     let report: serde_json::Value = serde_json::from_slice(&stdout)?;
     anyhow::ensure!(

@@ -41,18 +41,41 @@ pub(super) fn vm_hwm_kib(status: &str) -> Option<i64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// What a [`Measured`] child left: its stdout, its peak RSS, and the CPU
+/// time it used (user + system).
+pub(crate) struct Finished {
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) peak_rss_kib: i64,
+    pub(crate) cpu: Duration,
+}
+
 impl Measured {
-    /// Waits for the child; its stdout and its peak RSS in KiB. Fails if it
-    /// failed.
-    pub(super) fn wait(mut self) -> anyhow::Result<(Vec<u8>, i64)> {
+    /// Waits for the child (with `wait4`, for its own CPU time: unlike
+    /// `ru_maxrss`, the times are the child's alone). Fails if it failed.
+    pub(super) fn wait(mut self) -> anyhow::Result<Finished> {
         use std::io::Read as _;
+        use std::os::unix::process::ExitStatusExt as _;
         let mut stdout = Vec::new();
         if let Some(mut out) = self.child.stdout.take() {
             out.read_to_end(&mut stdout)?;
         }
-        let peak = self.peak_kib.join().unwrap_or_default();
-        let status = self.child.wait()?;
+        let peak_rss_kib = self.peak_kib.join().unwrap_or_default();
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        let mut status = 0;
+        // SAFETY: `usage` is a plain C struct that wait4 fills; the pid is our own child,
+        // not yet waited for (std's `Child` only waits in `wait`/`try_wait`, not called).
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        anyhow::ensure!(waited == pid, "wait4: {}", std::io::Error::last_os_error());
+        let status = std::process::ExitStatus::from_raw(status);
         anyhow::ensure!(status.success(), "child process failed: {status}");
-        Ok((stdout, peak))
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        Ok(Finished {
+            stdout,
+            peak_rss_kib,
+            cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        })
     }
 }

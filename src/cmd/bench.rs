@@ -26,6 +26,13 @@ pub struct BenchArgs {
     /// Clients registering at once (--register-participants).
     #[arg(long, default_value_t = 32)]
     pub register_clients: usize,
+    /// The steady-load leg's offered load, participants/s, registered as
+    /// `POST /participants` saves them (0: skip the leg).
+    #[arg(long, default_value_t = 200)]
+    pub steady_rate: u32,
+    /// For how long the steady load is offered, seconds (0: skip the leg).
+    #[arg(long, default_value_t = 60)]
+    pub steady_seconds: u32,
     /// One JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -43,6 +50,7 @@ impl BenchArgs {
             self.export_rows,
             self.reconcile_participants,
             Some((self.register_participants, self.register_clients)),
+            (self.steady_rate, self.steady_seconds),
         )
         .await;
         crate::bench::delete_leg_topics(&ctx.stack).await;

@@ -122,8 +122,33 @@ impl DynamoDbInstance {
     /// environment (the SDK prefers the service-specific variable), which the stack's
     /// tests and the CLI set for the shared DynamoDB Local.
     pub async fn clients(&self) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
-        let endpoint = self.endpoint();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let shared = self.shared_config().await;
+        let streams = aws_sdk_dynamodbstreams::config::Builder::from(&shared)
+            .endpoint_url(self.endpoint())
+            .build();
+        (
+            aws_sdk_dynamodb::Client::from_conf(self.dynamodb_config(&shared).build()),
+            aws_sdk_dynamodbstreams::Client::from_conf(streams),
+        )
+    }
+
+    /// A DynamoDB client for this instance, as [`DynamoDbInstance::clients`] makes it, with
+    /// `meter` counting the request units of every request it sends.
+    pub async fn metered_dynamodb(
+        &self,
+        meter: &crate::capacity::CapacityMeter,
+    ) -> aws_sdk_dynamodb::Client {
+        let shared = self.shared_config().await;
+        let config = self
+            .dynamodb_config(&shared)
+            .interceptor(meter.clone())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    /// The fixed region and dummy credentials of this instance's clients.
+    async fn shared_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
                 "local",
@@ -133,17 +158,11 @@ impl DynamoDbInstance {
                 "raffle-outbox-local",
             ))
             .load()
-            .await;
-        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&shared)
-            .endpoint_url(&endpoint)
-            .build();
-        let streams = aws_sdk_dynamodbstreams::config::Builder::from(&shared)
-            .endpoint_url(&endpoint)
-            .build();
-        (
-            aws_sdk_dynamodb::Client::from_conf(dynamodb),
-            aws_sdk_dynamodbstreams::Client::from_conf(streams),
-        )
+            .await
+    }
+
+    fn dynamodb_config(&self, shared: &aws_config::SdkConfig) -> aws_sdk_dynamodb::config::Builder {
+        aws_sdk_dynamodb::config::Builder::from(shared).endpoint_url(self.endpoint())
     }
 
     /// Stops the server (SIGTERM) and returns once it has exited and its port is free.

@@ -21,10 +21,15 @@
 //!   (17 ms a record at 380k headers, so 5,000 records took 85 s and a reader timed out),
 //!   so [`index_headers`] adds that index once the broker has created its tables;
 //! - with `--schema-registry file://./DIR` it validates every produced batch against
-//!   `DIR/<topic>.json` when that file exists (`{"properties": {"value": <schema>}}`), read
-//!   again at each produce (no cache unless `--schema-registry-cache-expiry`), and refuses
-//!   the whole batch with `INVALID_RECORD` if one record fails; a topic without a file is
-//!   not checked. So [`ensure_topic`] writes the event contract's file for its topic.
+//!   `DIR/<topic>.json` when that file exists (`{"properties": {"value": <schema>}}`), and
+//!   refuses the whole batch with `INVALID_RECORD` if one record fails; a topic without a
+//!   file is not checked. So [`ensure_topic`] writes the event contract's file for its topic.
+//!   Without `--schema-registry-cache-expiry` it reads and compiles the file again for every
+//!   produce request, which halved our producer's rate against kcat's (its batches are
+//!   smaller, so it makes more requests); its cache check is inverted (`tansu-schema`'s
+//!   `Registry::schema` uses the cached schema only once it is *older* than the expiry), so
+//!   `1ms` compiles each topic's schema once — and if that is ever fixed, `1ms` means
+//!   "read it every time", today's behaviour. The stack's topics' files never change.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -170,6 +175,8 @@ pub(crate) async fn ensure_running(cfg: &StackConfig, bin: &Path) -> anyhow::Res
                 .args(["--storage-engine", "sqlite://tansu.db"])
                 // `file://` paths are relative to the working directory, as `sqlite://` ones.
                 .args(["--schema-registry", &format!("file://./{REGISTRY_DIR}")])
+                // Compile each topic's schema once (see the module's quirks).
+                .args(["--schema-registry-cache-expiry", "1ms"])
                 .current_dir(&dir)
                 // Its log level comes from RUST_LOG; the caller's (meant for raffle-outbox)
                 // would make tansu log every request at debug level with span events.
