@@ -17,8 +17,7 @@ use super::StoreError;
 /// How many conditional writes one relay keeps in flight.
 pub(super) const WRITE_CONCURRENCY: usize = 32;
 
-/// Batched requests (insert and mark transactions, `still_new` reads) one
-/// store keeps in flight at once.
+/// Batched requests (`still_new` reads) one store keeps in flight at once.
 pub(super) const BATCH_CONCURRENCY: usize = 4;
 
 /// The outbox table: every read and write of it goes through here.
@@ -64,7 +63,7 @@ impl OutboxStore {
 /// writes that succeeded count.
 #[derive(Debug, Default)]
 pub struct WriteStats {
-    /// Items written (a transaction of 25 items counts 25).
+    /// Items written.
     pub items: AtomicU64,
     /// Write capacity units DynamoDB reports as consumed, in tenths.
     pub capacity_tenths: AtomicU64,

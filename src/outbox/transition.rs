@@ -65,8 +65,7 @@ pub(super) enum Spent {
 /// The condition of an insert: no row with the id yet.
 pub(super) const INSERT_CONDITION: &str = "attribute_not_exists(id)";
 
-/// One conditional state change of a row, written alone (UpdateItem) or in
-/// a transaction (TransactWriteItems) from the same expressions.
+/// One conditional state change of a row: one UpdateItem.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Transition {
     pub(super) id: String,
