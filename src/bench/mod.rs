@@ -96,10 +96,14 @@ pub struct Figures {
     pub ddb_write_units_per_participant: f64,
     /// Peak resident memory of the end-to-end child process, in MB.
     pub relay_peak_rss_mb: f64,
-    /// CPU time (user + system) of the end-to-end child process per
-    /// delivered row, µs: capture (stream reads, outbox writes) and relay
-    /// (sends, marks) together, so an upper bound on the relay's.
+    /// CPU time (user + system) per delivered row, µs, of a `raffle-outbox
+    /// run` child given only the relay's work: N rows already in the outbox,
+    /// handed to it by the outbox stream as on AWS (the relay Lambda's
+    /// work: read the rows' state, send, mark; plus 3 s of idle polling).
     pub relay_cpu_us_per_row: f64,
+    /// The same for the end-to-end child: capture (stream reads, outbox
+    /// writes) and relay together.
+    pub pipeline_cpu_us_per_row: f64,
     /// The same for the workshop chapter's handler (Node.js, kafkajs, one
     /// awaited send per record) sending the same participants; `None` when
     /// it could not run (see `seed_note`).
@@ -355,9 +359,26 @@ pub async fn run(
 
     // End to end, in a child process: its peak RSS and CPU are the relay's.
     let leg = DynamoLeg::start(base, stack, "e2e").await?;
-    let (report, elapsed, child) = end_to_end(&leg, items).await?;
+    let (report, elapsed, e2e) = end_to_end(&leg, items).await?;
     let delivered = report.relay.delivered.max(1) as f64;
-    let relay_cpu_us_per_row = tenths(child.cpu.as_micros() as f64 / delivered);
+    let pipeline_cpu_us_per_row = tenths(e2e.cpu.as_micros() as f64 / delivered);
+    drop(leg);
+
+    // The relay alone in a child process, for its CPU: the rows are in the
+    // outbox already (not due for the sweep), so the child only relays what
+    // the outbox stream hands it.
+    let leg = DynamoLeg::start(base, stack, "relay-cpu").await?;
+    leg.pending_rows(&participants).await?;
+    let child = spawn_measured(leg.command(&["run", "--until-idle", "--idle-seconds", "3"])?)?;
+    let relay_child = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let relayed: PipelineReport =
+        serde_json::from_slice(&relay_child.stdout).context("the relay run's report")?;
+    anyhow::ensure!(
+        relayed.relay.delivered == n,
+        "the relay child delivered {} of {n}",
+        relayed.relay.delivered
+    );
+    let relay_cpu_us_per_row = tenths(relay_child.cpu.as_micros() as f64 / n as f64);
     drop(leg);
     let (seed_cpu_us_per_row, seed_note) =
         match seed_handler(base, stack, &participants, base.relay_batch_size).await {
@@ -401,8 +422,9 @@ pub async fn run(
             / 100.0,
         ddb_write_units_per_participant: (report.outbox_write_units / delivered * 100.0).round()
             / 100.0,
-        relay_peak_rss_mb: mb(child.peak_rss_kib),
+        relay_peak_rss_mb: mb(e2e.peak_rss_kib),
         relay_cpu_us_per_row,
+        pipeline_cpu_us_per_row,
         cpu_ratio_vs_seed: seed_cpu_us_per_row
             .map(|seed| (relay_cpu_us_per_row / seed * 100.0).round() / 100.0),
         seed_cpu_us_per_row,
