@@ -9,9 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raffle_outbox::demo;
 use raffle_outbox::kafka::{Message, Producer};
-use raffle_outbox::outbox::{OutboxRow, Source, Status};
+use raffle_outbox::outbox::Status;
 use raffle_outbox::participant::Participant;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -67,17 +66,8 @@ async fn the_broker_refuses_a_record_off_the_contract_and_the_relay_fails_its_ro
     );
 
     let now = OffsetDateTime::now_utc();
-    let row = |n: usize, edit: &dyn Fn(&mut serde_json::Value)| {
-        let (id, mut participant) = demo::sample_participant(n);
-        edit(&mut participant);
-        let source = Source {
-            event_id: format!("event-{}", uuid::Uuid::new_v4()),
-            sequence_number: Some(n.to_string()),
-        };
-        OutboxRow::pending(&source, id, participant.to_string(), now, now)
-    };
-    let off = row(0, &|p| p["tickets"] = serde_json::json!(1000));
-    let on = row(1, &|_| {});
+    let off = common::rows::pending_with(0, now, |p| p["tickets"] = serde_json::json!(1000));
+    let on = common::rows::pending(1, now);
     common::rows::seed(&env, &[off.clone(), on.clone()]).await;
 
     let report = common::rows::relay_with(&env, env.config.clone()).await;

@@ -16,9 +16,9 @@ use bytes::Bytes;
 use common::broker::Broker;
 use raffle_outbox::kafka::partitioner::partition_for;
 use raffle_outbox::kafka::{Message, Producer, ProducerSettings};
-use raffle_outbox::outbox::{OutboxRow, Source, Status, Written};
+use raffle_outbox::outbox::{OutboxRow, Status, Written};
 use raffle_outbox::relay::{Relay, OUTBOX_ID_HEADER};
-use raffle_outbox::{demo, Config};
+use raffle_outbox::Config;
 use time::OffsetDateTime;
 
 /// PENDING rows for sample participants `numbers`, due now (as the sweep
@@ -31,15 +31,7 @@ async fn pending_rows(
 ) -> Vec<OutboxRow> {
     let now = OffsetDateTime::now_utc();
     let rows: Vec<OutboxRow> = numbers
-        .map(|n| {
-            let (id, mut participant) = demo::sample_participant(n);
-            edit(n, &mut participant);
-            let source = Source {
-                event_id: format!("event-{}", uuid::Uuid::new_v4()),
-                sequence_number: Some(n.to_string()),
-            };
-            OutboxRow::pending(&source, id, participant.to_string(), now, now)
-        })
+        .map(|n| common::rows::pending_with(n, now, |participant| edit(n, participant)))
         .collect();
     for written in env.outbox.insert_all(&rows).await {
         assert_eq!(written.expect("row inserted"), Written::Yes);

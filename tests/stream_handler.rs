@@ -327,11 +327,8 @@ async fn a_participant_off_the_contract_is_rejected_naming_the_path() {
         assert!(row.raw_image.is_some(), "the image is kept");
     }
 
-    let producer = Producer::connect(&env.config.kafka_bootstrap_servers, &env.config.kafka_topic)
-        .await
-        .unwrap();
-    let relay = Relay::new(env.outbox.clone(), Arc::new(producer), env.config.clone());
-    assert_eq!(relay.sweep().await.unwrap().delivered, 1);
+    let report = common::rows::relay_with(&env, env.config.clone()).await;
+    assert_eq!(report.delivered, 1);
     let records = env.read_topic(1);
     assert_eq!(records.len(), 1, "nothing off the contract is sent");
     assert_eq!(records[0].key.as_deref(), Some("fine"));

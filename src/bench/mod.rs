@@ -220,6 +220,12 @@ impl DynamoLeg {
         Ok(command)
     }
 
+    /// `raffle-outbox run --until-idle --idle-seconds 3` on this leg, its
+    /// peak RSS and CPU measured; see [`finish_run`].
+    fn spawn_run(&self) -> anyhow::Result<Measured> {
+        spawn_measured(self.command(&["run", "--until-idle", "--idle-seconds", "3"])?)
+    }
+
     /// N outbox rows as the stream handler writes them, stored.
     async fn pending_rows(
         &self,
@@ -369,10 +375,7 @@ pub async fn run(
     // the outbox stream hands it.
     let leg = DynamoLeg::start(base, stack, "relay-cpu").await?;
     leg.pending_rows(&participants).await?;
-    let child = spawn_measured(leg.command(&["run", "--until-idle", "--idle-seconds", "3"])?)?;
-    let relay_child = tokio::task::spawn_blocking(move || child.wait()).await??;
-    let relayed: PipelineReport =
-        serde_json::from_slice(&relay_child.stdout).context("the relay run's report")?;
+    let (relayed, relay_child) = finish_run(leg.spawn_run()?).await?;
     anyhow::ensure!(
         relayed.relay.delivered == n,
         "the relay child delivered {} of {n}",
@@ -380,11 +383,10 @@ pub async fn run(
     );
     let relay_cpu_us_per_row = tenths(relay_child.cpu.as_micros() as f64 / n as f64);
     drop(leg);
-    let (seed_cpu_us_per_row, seed_note) =
-        match seed_handler(base, stack, &participants, base.relay_batch_size).await {
-            Ok(run) => (Some(run.cpu_us_per_row()), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
-        };
+    let (seed_cpu_us_per_row, seed_note) = match seed_handler(base, stack, &participants).await {
+        Ok(run) => (Some(run.cpu_us_per_row()), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
 
     let steady = match steady_load {
         (rate, seconds) if rate > 0 && seconds > 0 => {
@@ -451,12 +453,10 @@ pub(super) async fn end_to_end(
 ) -> anyhow::Result<(PipelineReport, Duration, Finished)> {
     let (config, dynamodb) = (&leg.config, &leg.dynamodb);
     let n = items.len();
-    let child = spawn_measured(leg.command(&["run", "--until-idle", "--idle-seconds", "3"])?)?;
+    let child = leg.spawn_run()?;
     let started = OffsetDateTime::now_utc();
     demo::save_all(dynamodb, &config.participants_table, items).await?;
-    let finished = tokio::task::spawn_blocking(move || child.wait()).await??;
-    let report: PipelineReport =
-        serde_json::from_slice(&finished.stdout).context("the run's report")?;
+    let (report, finished) = finish_run(child).await?;
     let rows = OutboxStore::new(dynamodb.clone(), &config.outbox_table)
         .scan_all()
         .await?;

@@ -49,6 +49,14 @@ pub(crate) struct Finished {
     pub(crate) cpu: Duration,
 }
 
+/// Waits (off the async runtime) for a `raffle-outbox run` child started by
+/// [`DynamoLeg::spawn_run`]; its report (printed on stdout) and what it used.
+pub(super) async fn finish_run(child: Measured) -> anyhow::Result<(PipelineReport, Finished)> {
+    let finished = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let report = serde_json::from_slice(&finished.stdout).context("the run's report")?;
+    Ok((report, finished))
+}
+
 impl Measured {
     /// Waits for the child (with `wait4`, for its own CPU time: unlike
     /// `ru_maxrss`, the times are the child's alone). Fails if it failed.

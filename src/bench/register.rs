@@ -99,6 +99,16 @@ pub(super) async fn register_with_retries(
     Ok(answers.into_iter().map(|(_, latency)| latency).collect())
 }
 
+/// A `POST /participants` body: sample participant `i`'s fields (the
+/// registrar gives it its id and registration time).
+pub(super) fn registration_body(i: usize) -> String {
+    let (_, p) = demo::sample_participant(i);
+    serde_json::json!({
+        "name": p["name"], "email": p["email"], "raffle": p["raffle"], "tickets": p["tickets"],
+    })
+    .to_string()
+}
+
 /// The register leg, on a DynamoDB Local of its own: `n` participants
 /// registered through the register handler by `clients` concurrent clients
 /// that resend requests at random (`register_with_retries`); then each
@@ -118,13 +128,7 @@ pub async fn register_load(
         leg.config.max_message_bytes,
     );
     let intended: Vec<(String, String)> = (0..n)
-        .map(|i| {
-            let (_, p) = demo::sample_participant(i);
-            let body = serde_json::json!({
-                "name": p["name"], "email": p["email"], "raffle": p["raffle"], "tickets": p["tickets"],
-            });
-            (uuid::Uuid::new_v4().to_string(), body.to_string())
-        })
+        .map(|i| (uuid::Uuid::new_v4().to_string(), registration_body(i)))
         .collect();
     let started = Instant::now();
     let mut latencies: Vec<Duration> = futures::stream::iter(&intended)
@@ -161,8 +165,7 @@ pub async fn register_load(
         saved.len()
     );
 
-    let run = leg.command(&["run", "--until-idle", "--idle-seconds", "3"])?;
-    tokio::task::spawn_blocking(move || spawn_measured(run)?.wait()).await??;
+    finish_run(leg.spawn_run()?).await?;
     let mut reader = crate::kafka::fetch::TopicReader::connect(
         &leg.config.kafka_bootstrap_servers,
         &leg.config.kafka_topic,

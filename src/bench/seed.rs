@@ -26,13 +26,13 @@ impl SeedRun {
 }
 
 /// Runs the handler on `participants` as DynamoDB stream events of
-/// `batch` INSERT records each, to a topic of its own; installs its npm
-/// packages first (`npm ci`, from its lock file) when they are missing.
+/// `RELAY_BATCH_SIZE` INSERT records each (as the relay gets its rows), to a
+/// topic of its own; installs its npm packages first (`npm ci`, from its
+/// lock file) when they are missing.
 pub(super) async fn seed_handler(
     base: &Config,
     stack: &StackConfig,
     participants: &[(String, serde_json::Value)],
-    batch: usize,
 ) -> anyhow::Result<SeedRun> {
     let node = local::which("node").context("Node.js (node) is needed for the seed handler")?;
     if !Path::new(DIR).join("node_modules").is_dir() {
@@ -46,7 +46,7 @@ pub(super) async fn seed_handler(
     }
     let config = leg(base, stack, "seed").await?;
     let events: Vec<serde_json::Value> = participants
-        .chunks(batch.max(1))
+        .chunks(base.relay_batch_size.max(1))
         .enumerate()
         .map(|(b, chunk)| {
             let records: Vec<serde_json::Value> = chunk

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::register::registration_body;
 use super::*;
 use crate::capacity::{CapacityMeter, USD_PER_MILLION_RRU, USD_PER_MILLION_WRU};
 use crate::pipeline::Pipeline;
@@ -81,7 +82,7 @@ pub(super) async fn steady(
         )
         .await;
         let registrar = registrar.clone();
-        let body = registration(i);
+        let body = registration_body(i);
         registrations.spawn(async move {
             let registered = registrar.register(&body, None).await?;
             anyhow::Ok((registered.id, epoch_ms(OffsetDateTime::now_utc())))
@@ -146,16 +147,4 @@ pub(super) async fn steady(
         latency_p99_ms: percentile(99),
         latency_max_ms: latencies[n - 1],
     })
-}
-
-/// A `POST /participants` body: sample participant `i`'s fields (the
-/// registrar gives it its id).
-fn registration(i: usize) -> String {
-    let (_, participant) = demo::sample_participant(i);
-    let mut body = participant;
-    if let Some(fields) = body.as_object_mut() {
-        fields.remove("id");
-        fields.remove("registered_at");
-    }
-    body.to_string()
 }

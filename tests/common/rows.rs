@@ -21,7 +21,17 @@ use super::TestEnv;
 /// created (and due) at `at`, as the stream handler writes it (its own
 /// constructor, from a stream event of a random id).
 pub fn pending(n: usize, at: OffsetDateTime) -> OutboxRow {
-    let (participant_id, participant) = demo::sample_participant(n);
+    pending_with(n, at, |_| {})
+}
+
+/// [`pending`], with `edit` applied to the participant before its row is made.
+pub fn pending_with(
+    n: usize,
+    at: OffsetDateTime,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> OutboxRow {
+    let (participant_id, mut participant) = demo::sample_participant(n);
+    edit(&mut participant);
     let source = Source {
         event_id: format!("event-{}", uuid::Uuid::new_v4()),
         sequence_number: Some(n.to_string()),
