@@ -88,6 +88,11 @@ impl Pipeline {
         })
     }
 
+    /// The outbox the pipeline writes (its stats are the report's).
+    pub fn outbox(&self) -> &crate::outbox::OutboxStore {
+        self.relay.outbox()
+    }
+
     /// Runs until nothing has happened for `idle` (stream and outbox both
     /// quiet), or forever when `idle` is `None`. A failing round (DynamoDB
     /// restarting, say) is logged and tried again; only a failure that lasts

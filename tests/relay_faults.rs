@@ -109,6 +109,53 @@ async fn assert_delivered_once(
     );
 }
 
+/// A new row is the outbox stream's until the sweep delay has passed: a
+/// sweep before then leaves it alone; a sweep after it (its stream record
+/// lost) sends it, from `by_status` since new rows are not in the due
+/// index. A row backing off after a failed first send is not taken early
+/// with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_row_whose_stream_record_was_lost_is_swept_after_the_sweep_delay() {
+    let mut env = common::env().await;
+    env.config.sweep_delay_seconds = 3;
+    let now = OffsetDateTime::now_utc();
+    let (pid, participant) = raffle_outbox::demo::sample_participant(0);
+    let source = |n: u32| raffle_outbox::outbox::Source {
+        event_id: format!("lost-{n}-{}", env.suffix),
+        sequence_number: Some(n.to_string()),
+    };
+    let lost = OutboxRow::pending(&source(0), pid, participant.to_string(), now);
+    let (pid, participant) = raffle_outbox::demo::sample_participant(1);
+    let waiting = OutboxRow::pending(&source(1), pid, participant.to_string(), now);
+    insert(&env, &[lost.clone(), waiting.clone()]).await;
+    let in_an_hour = raffle_outbox::outbox::row::epoch_ms(now) + 3_600_000;
+    let written = env
+        .outbox
+        .mark_wait(&waiting.id, Holder::Fresh, "broker down", in_an_hour)
+        .await;
+    assert_eq!(written.unwrap(), Written::Yes);
+
+    let relay = relay(&env).await;
+    let early = relay.sweep().await.unwrap();
+    assert_eq!(
+        early.claimed, 0,
+        "both rows are the stream's for 3 s: {early:?}"
+    );
+    assert_eq!(stored(&env, &lost).await.status, Status::Pending);
+
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let late = relay.sweep().await.unwrap();
+    assert_eq!((late.claimed, late.delivered), (1, 1), "{late:?}");
+    let records = env.read_topic(1);
+    assert_delivered_once(&env, std::slice::from_ref(&lost), &records).await;
+    let waiting = stored(&env, &waiting).await;
+    assert_eq!(
+        (waiting.status, waiting.attempts, waiting.waits),
+        (Status::Pending, 0, 1),
+        "the row backing off waits for its due time"
+    );
+}
+
 /// Writes `row` with a `padding` attribute as long as DynamoDB's 400 KB item
 /// limit allows, less `spare` bytes: a row that an update adding more than
 /// `spare` bytes no longer fits. The limit is found by bisection, so it is
@@ -383,7 +430,7 @@ async fn with_small_batches_every_shard_is_served() {
     for _ in 0..DUE_SHARDS / 2 {
         let ids = env
             .outbox
-            .due_ids(OffsetDateTime::now_utc(), 2)
+            .due_ids(OffsetDateTime::now_utc(), Duration::from_secs(60), 2)
             .await
             .unwrap();
         assert_eq!(relay.relay(&ids).await.unwrap().delivered, 2);
@@ -484,7 +531,10 @@ async fn seeded_rows_are_the_rows_the_transitions_write() {
     insert(&env, &rows).await;
     let lease_until = raffle_outbox::outbox::row::epoch_ms(now) + 60_000;
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let claimed = env.outbox.claim(&ids, "me", now, lease_until).await;
+    let claimed = env
+        .outbox
+        .claim(&ids, "me", now, Duration::from_secs(60), lease_until)
+        .await;
     assert_eq!(claimed.rows.len(), 2, "{claimed:?}");
 
     let at = OffsetDateTime::now_utc();
@@ -494,7 +544,7 @@ async fn seeded_rows_are_the_rows_the_transitions_write() {
         offset: 42,
         timestamp: 1_795_867_200_000,
     };
-    let marks = [(rows[0].id.as_str(), where_stored.clone())];
+    let marks = [(&rows[0], where_stored.clone())];
     let marked = env
         .outbox
         .mark_delivered_all(&marks, Holder::Lease("me"), at, Some(7), || async {})

@@ -98,7 +98,7 @@ mod tests {
         let row = OutboxRow {
             attempts: 3,
             redrive_count: 1,
-            ..OutboxRow::pending(&source, "p".into(), "{}".into(), now, now)
+            ..OutboxRow::pending(&source, "p".into(), "{}".into(), now)
         }
         .into_failed("boom");
         let record = Record::of(&row);

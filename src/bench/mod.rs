@@ -221,9 +221,29 @@ impl DynamoLeg {
     }
 
     /// `raffle-outbox run --until-idle --idle-seconds 3` on this leg, its
-    /// peak RSS and CPU measured; see [`finish_run`].
+    /// peak RSS and CPU measured (and the write units of its marks computed);
+    /// see [`finish_run`].
     fn spawn_run(&self) -> anyhow::Result<Measured> {
-        spawn_measured(self.command(&["run", "--until-idle", "--idle-seconds", "3"])?)
+        spawn_measured(self.command(&[
+            "run",
+            "--until-idle",
+            "--idle-seconds",
+            "3",
+            "--compute-statement-units",
+        ])?)
+    }
+
+    /// [`spawn_run`](Self::spawn_run) with the sweep kept off new rows for
+    /// an hour, so the child relays only what the outbox stream hands it,
+    /// and logging as in production (`info`: a JSON line per send response,
+    /// written to /dev/null), so its CPU time includes the logs'.
+    fn spawn_stream_only_run(&self) -> anyhow::Result<Measured> {
+        let mut command = self.command(&["run", "--until-idle", "--idle-seconds", "3"])?;
+        command
+            .env("SWEEP_DELAY_SECONDS", "3600")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::null());
+        spawn_measured(command)
     }
 
     /// N outbox rows as the stream handler writes them, stored.
@@ -240,8 +260,7 @@ impl DynamoLeg {
                     event_id: format!("bench-{i}"),
                     sequence_number: Some(i.to_string()),
                 };
-                let due = now + Duration::from_secs(3600);
-                OutboxRow::pending(&source, id.clone(), p.to_string(), now, due)
+                OutboxRow::pending(&source, id.clone(), p.to_string(), now)
             })
             .collect();
         for result in self.outbox().insert_all(&rows).await {
@@ -371,11 +390,11 @@ pub async fn run(
     drop(leg);
 
     // The relay alone in a child process, for its CPU: the rows are in the
-    // outbox already (not due for the sweep), so the child only relays what
-    // the outbox stream hands it.
+    // outbox already (new, and the sweep kept off them), so the child only
+    // relays what the outbox stream hands it.
     let leg = DynamoLeg::start(base, stack, "relay-cpu").await?;
     leg.pending_rows(&participants).await?;
-    let (relayed, relay_child) = finish_run(leg.spawn_run()?).await?;
+    let (relayed, relay_child) = finish_run(leg.spawn_stream_only_run()?).await?;
     anyhow::ensure!(
         relayed.relay.delivered == n,
         "the relay child delivered {} of {n}",

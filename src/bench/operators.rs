@@ -161,7 +161,7 @@ pub(super) fn export_row(i: usize, t0: OffsetDateTime, topic: &str) -> OutboxRow
         event_id: format!("bench-export-{i}"),
         sequence_number: Some(i.to_string()),
     };
-    let row = OutboxRow::pending(&source, id, participant.to_string(), at, at);
+    let row = OutboxRow::pending(&source, id, participant.to_string(), at).due(at);
     match i % 100 {
         // Out of attempts: ten sends refused for the message's fault.
         0 => OutboxRow {

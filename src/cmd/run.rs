@@ -17,6 +17,11 @@ pub struct RunArgs {
     /// Quiet seconds that end a run with --until-idle.
     #[arg(long, default_value_t = 3)]
     pub idle_seconds: u64,
+    /// Count in the report's write units those of the writes DynamoDB
+    /// Local does not report (the DELIVERED marks), computed from their
+    /// sizes (for `bench`; it costs CPU).
+    #[arg(long, hide = true)]
+    pub compute_statement_units: bool,
 }
 
 impl RunArgs {
@@ -28,7 +33,11 @@ impl RunArgs {
         let idle = self
             .until_idle
             .then(|| Duration::from_secs(self.idle_seconds));
-        let report = Pipeline::connect(&ctx.config).await?.run(idle).await?;
+        let mut pipeline = Pipeline::connect(&ctx.config).await?;
+        if self.compute_statement_units {
+            pipeline.outbox().stats().compute_statement_units();
+        }
+        let report = pipeline.run(idle).await?;
         super::print_json(&report)?;
         Ok(Outcome::Done)
     }

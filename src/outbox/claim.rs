@@ -1,11 +1,13 @@
 //! Claims: due rows taken under a relay's lease before they are sent.
 
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, ReturnValue};
+use std::time::Duration;
+
 use futures::{stream, StreamExt};
 use time::OffsetDateTime;
 
 use super::error::is_condition_failure;
-use super::row::epoch_ms;
+use super::row::{epoch_ms, rfc3339};
 use super::store::{parse_row, WRITE_CONCURRENCY};
 use super::transition::Transition;
 use super::{OutboxRow, OutboxStore, StoreError};
@@ -28,7 +30,8 @@ pub struct Claimed {
 
 impl OutboxStore {
     /// Claims rows for `owner` until `lease_until` (epoch ms): PENDING rows
-    /// past their backoff and IN_FLIGHT rows whose lease expired. Each claim
+    /// past their backoff, new rows older than `sweep_delay` (the outbox
+    /// stream's until then) and IN_FLIGHT rows whose lease expired. Each claim
     /// counts an attempt in advance (a send that fails for a cause other
     /// than the message gives it back: [`OutboxStore::mark_wait`]), so the
     /// returned rows' `attempts` include this claim, and a row whose claims
@@ -44,14 +47,16 @@ impl OutboxStore {
         ids: &[String],
         owner: &str,
         now: OffsetDateTime,
+        sweep_delay: Duration,
         lease_until: i64,
     ) -> Claimed {
+        let stale_before = &rfc3339(now - sweep_delay);
         let now = epoch_ms(now);
         let claims = ids
             .iter()
             .cloned()
             .map(|id| async move {
-                let result = Transition::claim(&id, owner, now, lease_until)
+                let result = Transition::claim(&id, owner, now, stale_before, lease_until)
                     .update_item(&self.client, &self.table)
                     .return_values(ReturnValue::AllNew)
                     .return_consumed_capacity(ReturnConsumedCapacity::Total)

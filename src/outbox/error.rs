@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 ///
 /// A transition's condition failing is not an error: it is
 /// [`Written::ConditionFailed`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Throttling, a network error, a 5xx: the same call may pass later.
     #[error("transient DynamoDB error: {0}")]

@@ -1,19 +1,26 @@
-//! The outbox table's reads: one row, the rows still new, the due index
-//! (which rows, how many) and, for tests, every row. Reads only: the
+//! The outbox table's reads: one row, the rows still new, the rows the
+//! sweep claims (the due index and the stale new rows: which, how many) and, for tests, every row. Reads only: the
 //! writes are in [`super::write`] and [`super::claim`].
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use futures::{stream, StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
-use super::row::{epoch_ms, Status, DUE_SHARDS};
-use super::schema::{DUE_INDEX, ID};
+use super::row::{epoch_ms, rfc3339, Status, DUE_SHARDS};
+use super::schema::{BY_STATUS_INDEX, DUE_INDEX, ID};
 use super::store::{n, parse_row, s, BATCH_CONCURRENCY};
 use super::{OutboxRow, OutboxStore, StoreError};
+
+/// Index entries a page of [`OutboxStore::stale_new_ids`] reads.
+const STALE_PAGE: i32 = 1_000;
+
+/// Pages [`OutboxStore::stale_new_ids`] reads at most a call.
+const STALE_PAGES: usize = 4;
 
 impl OutboxStore {
     /// The row with `id`, read consistently: one GetItem (a read unit per
@@ -98,19 +105,29 @@ impl OutboxStore {
         }
     }
 
-    /// Ids of rows due at `now` (PENDING past their backoff, or IN_FLIGHT
-    /// with an expired lease), at most `limit`, oldest first per shard and
-    /// shared fairly between the shards (`pick_due`): the shard served
-    /// first moves round with each call, so every shard with work is served
-    /// within ⌈`DUE_SHARDS` / `limit`⌉ calls however small `limit` is.
-    /// Costs one Query per shard (16), on the keys-only due index. The
-    /// index is eventually consistent: an id may be due no longer (the
-    /// claim's condition decides).
+    /// Ids of rows the sweep should claim at `now`, at most `limit`: first
+    /// the new rows older than `sweep_delay` ([`stale_new_ids`]: their
+    /// stream record was lost or not handled), then the due index's rows
+    /// (PENDING past their backoff, or IN_FLIGHT with an expired lease),
+    /// oldest first per shard and shared fairly between the shards
+    /// (`pick_due`): the shard served first moves round with each call, so
+    /// every shard with work is served within ⌈`DUE_SHARDS` / `limit`⌉
+    /// calls however small `limit` is. Costs one Query of `by_status` and
+    /// one per due-index shard (16). The indexes are eventually consistent:
+    /// an id may be due no longer (the claim's condition decides).
+    ///
+    /// [`stale_new_ids`]: Self::stale_new_ids
     pub async fn due_ids(
         &self,
         now: OffsetDateTime,
+        sweep_delay: Duration,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
+        let mut ids = self.stale_new_ids(now - sweep_delay, limit).await?;
+        let limit = limit - ids.len();
+        if limit == 0 {
+            return Ok(ids);
+        }
         let per_shard = (limit as u32).div_ceil(DUE_SHARDS).max(1) as i32;
         let now = epoch_ms(now);
         let queries =
@@ -128,30 +145,82 @@ impl OutboxStore {
             );
         }
         let start = self.next_shard.load(Ordering::Relaxed);
-        let (ids, next) = pick_due(&pages, start, limit);
+        let (due, next) = pick_due(&pages, start, limit);
         self.next_shard.store(next, Ordering::Relaxed);
+        ids.extend(due);
         Ok(ids)
     }
 
-    /// How many rows are due at `now`: a Count query on each shard of the
-    /// due index, all pages, so exact whatever the backlog (the index holds
-    /// keys only: a page counts thousands of rows). At least one Query per
-    /// shard (16).
-    pub async fn count_due(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
-        let now = epoch_ms(now);
-        let counts = (0..DUE_SHARDS).map(|shard| async move {
-            let pages: Vec<_> = self
-                .due_query(shard, now)
-                .select(Select::Count)
-                .into_paginator()
-                .send()
-                .try_collect()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            Ok::<usize, StoreError>(pages.iter().map(|p| p.count as usize).sum())
-        });
-        let counts = futures::future::try_join_all(counts).await?;
-        Ok(counts.into_iter().sum())
+    /// Ids of new rows (PENDING, never attempted, never failed: outside the
+    /// due index) created before `before`, oldest first, at most `limit`:
+    /// rows the outbox stream should have handed to a relay by now. Read
+    /// from `by_status` (PENDING, `created_at` ≤ `before`), which does not
+    /// project `due_at`: the filter keeps the entries without `last_error`
+    /// and with no attempt, which every failed send, wait or redrive sets
+    /// or leaves. At most [`STALE_PAGES`] pages of [`STALE_PAGE`] entries
+    /// are read a call, so a backlog of rows backing off (a broker outage)
+    /// bounds the read; the rows behind it are found once it drains.
+    pub async fn stale_new_ids(
+        &self,
+        before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .stale_new_query(before)
+            .into_paginator()
+            .page_size(STALE_PAGE)
+            .send();
+        let mut ids = Vec::new();
+        for _ in 0..STALE_PAGES {
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            let page = page.map_err(StoreError::from_sdk)?;
+            for mut item in page.items.unwrap_or_default() {
+                if let Some(AttributeValue::S(id)) = item.remove(ID) {
+                    ids.push(id);
+                }
+            }
+            if ids.len() >= limit {
+                ids.truncate(limit);
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// How many rows the sweep would claim at `now` (see
+    /// [`due_ids`](Self::due_ids)): a Count query on each shard of the due
+    /// index, all pages, so exact whatever the backlog (the index holds
+    /// keys only: a page counts thousands of rows), and one of `by_status`
+    /// for the new rows older than `sweep_delay`. At least 17 Queries.
+    pub async fn count_due(
+        &self,
+        now: OffsetDateTime,
+        sweep_delay: Duration,
+    ) -> Result<usize, StoreError> {
+        let now_ms = epoch_ms(now);
+        let shards = (0..DUE_SHARDS).map(|shard| count(self.due_query(shard, now_ms)));
+        let (stale, shards) = futures::future::try_join(
+            count(self.stale_new_query(now - sweep_delay)),
+            futures::future::try_join_all(shards),
+        )
+        .await?;
+        Ok(stale + shards.into_iter().sum::<usize>())
+    }
+
+    /// The new rows created before `before`, on `by_status`, oldest first.
+    fn stale_new_query(&self, before: OffsetDateTime) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_STATUS_INDEX)
+            .key_condition_expression("#status = :pending AND created_at <= :before")
+            .filter_expression("attempts = :zero AND attribute_not_exists(last_error)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":before", s(rfc3339(before)))
+            .expression_attribute_values(":zero", n(0))
     }
 
     /// The rows of due-index shard `shard` due at `now` (epoch ms).
@@ -186,6 +255,18 @@ impl OutboxStore {
             .map(parse_row)
             .collect()
     }
+}
+
+/// How many items `query` matches: a Count query, all pages.
+async fn count(query: QueryFluentBuilder) -> Result<usize, StoreError> {
+    let pages: Vec<_> = query
+        .select(Select::Count)
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StoreError::from_sdk)?;
+    Ok(pages.iter().map(|p| p.count as usize).sum())
 }
 
 /// The ids a due query returns, from each shard's oldest-first page

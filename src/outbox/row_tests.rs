@@ -62,20 +62,24 @@ fn reconcile_ids_are_one_per_participant_and_apart_from_stream_ids() {
     assert_ne!(a, row_id("0b9d6c2e-1f4a-4c8e-9a57-3d2f6e8b1c40"));
     assert_eq!(Uuid::parse_str(&a).unwrap().get_version_num(), 5);
     let now = datetime!(2026-11-28 12:00:00 UTC);
-    let row =
-        OutboxRow::pending(&source("e1"), "p".into(), "{}".into(), now, now).with_id(a.clone());
+    let row = OutboxRow::pending(&source("e1"), "p".into(), "{}".into(), now).with_id(a.clone());
     assert_eq!(row.id, a);
     assert_eq!(row.due_shard, Some(due_shard(&a)));
 }
 
 #[test]
-fn pending_rows_are_due_now_and_rejected_rows_never() {
+fn new_rows_are_outside_the_due_index_and_rejected_rows_never_in_it() {
     let now = datetime!(2026-11-28 12:00:00.123456 UTC);
-    let p = OutboxRow::pending(&source("e1"), "p-1".into(), "{}".into(), now, now);
+    let p = OutboxRow::pending(&source("e1"), "p-1".into(), "{}".into(), now);
     assert_eq!(p.status, Status::Pending);
-    assert_eq!(p.due_at, Some(1_795_867_200_123));
+    assert_eq!(
+        p.due_at, None,
+        "new rows are the stream's, not the due index's"
+    );
     assert_eq!(p.created_at, "2026-11-28T12:00:00.123Z");
     assert!(p.due_shard.as_deref().unwrap().parse::<u32>().unwrap() < DUE_SHARDS);
+    let due = p.due(now);
+    assert_eq!(due.due_at, Some(1_795_867_200_123));
     let r = OutboxRow::rejected(&source("e2"), None, Some("{}".into()), "no id".into(), now);
     assert_eq!(
         (r.status, r.due_shard, r.due_at),
@@ -86,13 +90,8 @@ fn pending_rows_are_due_now_and_rejected_rows_never() {
 #[test]
 fn rows_round_trip_through_dynamodb_items_without_nulls() {
     let now = datetime!(2026-11-28 12:00:00 UTC);
-    let row = OutboxRow::pending(
-        &source("e1"),
-        "p-1".into(),
-        r#"{"id":"p-1"}"#.into(),
-        now,
-        now,
-    );
+    let row =
+        OutboxRow::pending(&source("e1"), "p-1".into(), r#"{"id":"p-1"}"#.into(), now).due(now);
     let item: serde_dynamo::Item = serde_dynamo::to_item(&row).unwrap();
     assert!(!item.contains_key("kafka_offset"), "absent, not NULL");
     assert_eq!(
@@ -107,7 +106,7 @@ fn rows_round_trip_through_dynamodb_items_without_nulls() {
 fn large_payloads_are_stored_compressed_and_read_back_exactly() {
     let now = datetime!(2026-11-28 12:00:00 UTC);
     let big = format!(r#"{{"id":"p","bio":"{}"}}"#, "Zoë ".repeat(100_000));
-    let row = OutboxRow::pending(&source("e1"), "p".into(), big.clone(), now, now);
+    let row = OutboxRow::pending(&source("e1"), "p".into(), big.clone(), now);
     assert!(row.payload.is_none());
     assert!(row.payload_gzip.as_ref().unwrap().len() < INLINE_PAYLOAD_LIMIT);
     let item: serde_dynamo::Item = serde_dynamo::to_item(&row).unwrap();
@@ -117,7 +116,7 @@ fn large_payloads_are_stored_compressed_and_read_back_exactly() {
     ));
     let back: OutboxRow = serde_dynamo::from_item(item).unwrap();
     assert_eq!(back.payload_bytes().unwrap(), big.as_bytes());
-    let small = OutboxRow::pending(&source("e2"), "p".into(), "{}".into(), now, now);
+    let small = OutboxRow::pending(&source("e2"), "p".into(), "{}".into(), now);
     assert_eq!(small.payload_bytes().unwrap(), b"{}");
 }
 

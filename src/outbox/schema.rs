@@ -7,13 +7,17 @@
 //! The attribute names are the audit's contract (the export's columns, the
 //! compliance team's queries): renaming one is a migration, not a refactor.
 
+use crate::capacity::IndexShape;
+
 /// The outbox's logical table name in `migrations/` (the configured
 /// `OUTBOX_TABLE` replaces it).
 pub const TABLE: &str = "outbox";
 
 /// The sparse index of rows that have work to do: key [`DUE_SHARD`] /
-/// [`DUE_AT`], keys only (migration 0002). A row leaves it by losing
-/// those two attributes (DELIVERED, FAILED, REJECTED rows).
+/// [`DUE_AT`], keys only (migration 0002). New rows are not in it (they
+/// have no `due_at`: the outbox stream hands them to a relay); a row enters
+/// it with a `due_at` (a failed send, a claim, a redrive) and leaves it by
+/// losing those two attributes (DELIVERED, FAILED rows).
 pub const DUE_INDEX: &str = "due";
 /// Rows by state and creation time: key [`STATUS`] / [`CREATED_AT`],
 /// projecting [`AUDIT_ATTRIBUTES`] (migration 0003).
@@ -130,6 +134,26 @@ pub const AUDIT_ATTRIBUTES: [&str; 16] = [
     SOURCE_EVENT_ID,
     SOURCE_SEQUENCE_NUMBER,
     EXPIRES_AT,
+];
+
+/// The indexes, as [`crate::capacity::write_units`] counts their writes
+/// (the migrations create them so).
+pub const INDEXES: [IndexShape<'static>; 3] = [
+    IndexShape {
+        name: DUE_INDEX,
+        keys: &[DUE_SHARD, DUE_AT],
+        projected: &[],
+    },
+    IndexShape {
+        name: BY_STATUS_INDEX,
+        keys: &[STATUS, CREATED_AT],
+        projected: &AUDIT_ATTRIBUTES,
+    },
+    IndexShape {
+        name: BY_PARTICIPANT_INDEX,
+        keys: &[PARTICIPANT_ID, CREATED_AT],
+        projected: &AUDIT_ATTRIBUTES,
+    },
 ];
 
 #[cfg(test)]

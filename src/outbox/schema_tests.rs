@@ -55,7 +55,7 @@ fn a_row_is_stored_with_the_named_attributes_only() {
         event_id: "e".into(),
         sequence_number: Some("1".into()),
     };
-    let mut row = OutboxRow::pending(&source, "p".into(), "{}".into(), now, now);
+    let mut row = OutboxRow::pending(&source, "p".into(), "{}".into(), now).due(now);
     // Every optional attribute present.
     row.waits = 1;
     row.payload_gzip = Some(vec![1]);

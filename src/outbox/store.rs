@@ -6,13 +6,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity};
 use aws_sdk_dynamodb::Client;
 
 use super::row::OutboxRow;
+use super::schema::{ID, INDEXES};
 use super::StoreError;
+use crate::capacity::{write_units, Consumed, Place};
 
 /// How many conditional writes one relay keeps in flight.
 pub(super) const WRITE_CONCURRENCY: usize = 32;
@@ -67,6 +69,11 @@ pub struct WriteStats {
     pub items: AtomicU64,
     /// Write capacity units DynamoDB reports as consumed, in tenths.
     pub capacity_tenths: AtomicU64,
+    /// Units of the writes DynamoDB Local does not report (the PartiQL
+    /// marks), by place, computed by [`crate::capacity::write_units`]; kept
+    /// only after [`WriteStats::compute_statement_units`] (the bench), as
+    /// computing them costs CPU a relay has no use for.
+    computed: Mutex<Option<Consumed>>,
 }
 
 impl WriteStats {
@@ -75,6 +82,42 @@ impl WriteStats {
         let units: f64 = capacity.iter().filter_map(|c| c.capacity_units).sum();
         self.capacity_tenths
             .fetch_add((units * 10.0).round() as u64, Ordering::Relaxed);
+    }
+
+    /// From now on, computes the units of the writes DynamoDB does not
+    /// report (see [`WriteStats::computed_units`]).
+    pub fn compute_statement_units(&self) {
+        self.computed
+            .lock()
+            .expect("stats lock")
+            .get_or_insert_with(Consumed::default);
+    }
+
+    /// The units computed since [`WriteStats::compute_statement_units`].
+    pub fn computed_units(&self) -> Consumed {
+        let computed = self.computed.lock().expect("stats lock");
+        computed.clone().unwrap_or_default()
+    }
+
+    /// Adds the units of one write of `before` into `after` on `table`,
+    /// if they are being computed.
+    pub(super) fn compute(&self, table: &str, before: &OutboxRow, after: &OutboxRow) {
+        let mut computed = self.computed.lock().expect("stats lock");
+        let Some(consumed) = computed.as_mut() else {
+            return;
+        };
+        let (Ok(before), Ok(after)) = (to_item(before), to_item(after)) else {
+            return;
+        };
+        for (index, units) in write_units(&[ID], Some(&before), Some(&after), &INDEXES) {
+            let place = Place {
+                table: table.to_string(),
+                index: index.map(str::to_string),
+            };
+            consumed.add_write(place, units);
+            self.capacity_tenths
+                .fetch_add((units * 10.0).round() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Items written so far.

@@ -7,7 +7,7 @@
 //! | transition | from → to | condition | written by |
 //! |---|---|---|---|
 //! | insert | (none) → PENDING or REJECTED | no row with the id | [`OutboxStore::insert`](super::OutboxStore::insert), [`OutboxStore::insert_all`](super::OutboxStore::insert_all) |
-//! | claim | PENDING (due) or IN_FLIGHT (lease over) → IN_FLIGHT | due, or lease expired | [`OutboxStore::claim`](super::OutboxStore::claim) |
+//! | claim | PENDING (due, or new past the sweep delay) or IN_FLIGHT (lease over) → IN_FLIGHT | due, stale, or lease expired | [`OutboxStore::claim`](super::OutboxStore::claim) |
 //! | delivered | IN_FLIGHT or fresh PENDING → DELIVERED | [`Holder`] holds it | [`OutboxStore::mark_delivered_all`](super::OutboxStore::mark_delivered_all) |
 //! | retry | IN_FLIGHT or fresh PENDING → PENDING | [`Holder`] holds it | [`OutboxStore::mark_retry`](super::OutboxStore::mark_retry) (attempt spent), [`OutboxStore::mark_wait`](super::OutboxStore::mark_wait) (attempt given back, one more wait) |
 //! | failed | IN_FLIGHT or fresh PENDING → FAILED | [`Holder`] holds it | [`OutboxStore::mark_failed`](super::OutboxStore::mark_failed), [`OutboxStore::mark_failed_unsent`](super::OutboxStore::mark_failed_unsent) |
@@ -137,17 +137,27 @@ impl Transition {
     /// Claim: IN_FLIGHT under `owner`'s lease until `lease_until` (epoch
     /// ms), one attempt counted in advance, due again at the lease's end; if
     /// the row is PENDING and due at `now` (epoch ms), or IN_FLIGHT under a
-    /// lease that ended before `now`.
-    pub(super) fn claim(id: &str, owner: &str, now: i64, lease_until: i64) -> Transition {
+    /// lease that ended before `now`, or PENDING and new (no `due_at`)
+    /// since `stale_before` (RFC 3339, as `created_at`: its stream record
+    /// was lost or not handled within the sweep delay).
+    pub(super) fn claim(
+        id: &str,
+        owner: &str,
+        now: i64,
+        stale_before: &str,
+        lease_until: i64,
+    ) -> Transition {
         Transition::new(
             id,
             "SET #status = :in_flight, lease_owner = :owner, lease_until = :until, due_at = :until \
              ADD attempts :one",
-            "(#status = :pending AND due_at <= :now) OR (#status = :in_flight AND lease_until < :now)",
+            "(#status = :pending AND due_at <= :now) OR (#status = :in_flight AND lease_until < :now) \
+             OR (#status = :pending AND attribute_not_exists(due_at) AND created_at <= :stale)",
             HashMap::from([
                 (":pending".to_string(), s(Status::Pending.as_str())),
                 (":in_flight".to_string(), s(Status::InFlight.as_str())),
                 (":now".to_string(), n(now)),
+                (":stale".to_string(), s(stale_before)),
                 (":owner".to_string(), s(owner)),
                 (":until".to_string(), n(lease_until)),
                 (":one".to_string(), n(1)),
@@ -275,6 +285,63 @@ impl Transition {
             None => format!("REMOVE {EXPIRES_AT}"),
         };
         Transition::new(id, update, "#status = :delivered", values)
+    }
+
+    /// The transition as one PartiQL `UPDATE` statement on `table` and its
+    /// parameters, for a BatchExecuteStatement (25 statements a request,
+    /// each with its own condition and its own answer, billed as the
+    /// UpdateItem would be). The same write, rendered mechanically: `SET`
+    /// and `REMOVE` lists become one `SET`/`REMOVE` clause per attribute,
+    /// the condition joins the key in `WHERE`, `attribute_not_exists(a)`
+    /// becomes `a IS MISSING`, and each `:value` a `?` in order of
+    /// appearance. `None` for an update PartiQL cannot say this way (`ADD`,
+    /// functions in `SET`): those are written with UpdateItem.
+    pub(super) fn statement(&self, table: &str) -> Option<(String, Vec<AttributeValue>)> {
+        let (set, remove) = match self.update.strip_prefix("SET ")?.split_once(" REMOVE ") {
+            Some((set, remove)) => (set, Some(remove)),
+            None => (self.update.strip_prefix("SET ")?, None),
+        };
+        if set.contains('(') || set.contains(" ADD ") || remove.is_some_and(|r| r.contains(" ADD "))
+        {
+            return None;
+        }
+        let mut text = format!("UPDATE \"{table}\"");
+        for assignment in set.split(", ") {
+            text.push_str(&format!(" SET {assignment}"));
+        }
+        for attribute in remove.into_iter().flat_map(|r| r.split(", ")) {
+            text.push_str(&format!(" REMOVE {attribute}"));
+        }
+        let mut condition = self.condition.clone();
+        while let Some(start) = condition.find("attribute_not_exists(") {
+            let inner = start + "attribute_not_exists(".len();
+            let end = inner + condition[inner..].find(')')?;
+            let attribute = condition[inner..end].to_string();
+            condition.replace_range(start..=end, &format!("{attribute} IS MISSING"));
+        }
+        text.push_str(&format!(" WHERE {ID} = :__id AND ({condition})"));
+        for (name, attribute) in &self.names {
+            text = text.replace(name.as_str(), &format!("\"{attribute}\""));
+        }
+        // Each `:value` becomes `?`, its value pushed in the same order.
+        let mut statement = String::with_capacity(text.len());
+        let mut parameters = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(':') {
+            statement.push_str(&rest[..at]);
+            let name_len = rest[at + 1..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len() - at - 1);
+            let name = &rest[at..at + 1 + name_len];
+            parameters.push(match name {
+                ":__id" => s(&self.id),
+                _ => self.values.get(name)?.clone(),
+            });
+            statement.push('?');
+            rest = &rest[at + 1 + name_len..];
+        }
+        statement.push_str(rest);
+        Some((statement, parameters))
     }
 
     /// The transition as one UpdateItem request on `table`.

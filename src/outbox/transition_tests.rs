@@ -31,6 +31,52 @@ fn a_claimed_row_is_delivered_under_its_lease_keeping_its_claims_attempt() {
 }
 
 #[test]
+fn the_delivered_transitions_read_the_same_as_partiql_statements() {
+    let now = datetime!(2026-11-28 12:00:00 UTC);
+    let t = Transition::delivered("r", Holder::Lease("me"), &stored(), now, None);
+    let (text, parameters) = t.statement("outbox").unwrap();
+    assert_eq!(
+        text,
+        "UPDATE \"outbox\" SET \"status\" = ? SET kafka_topic = ? SET kafka_partition = ? \
+         SET kafka_offset = ? SET kafka_timestamp = ? SET delivered_at = ? \
+         REMOVE due_shard REMOVE due_at REMOVE lease_owner REMOVE lease_until \
+         WHERE id = ? AND (\"status\" = ? AND lease_owner = ?)"
+    );
+    assert_eq!(
+        parameters,
+        [
+            s("DELIVERED"),
+            s("t"),
+            n(2),
+            n(7),
+            n(1_000),
+            s("2026-11-28T12:00:00.000Z"),
+            s("r"),
+            s("IN_FLIGHT"),
+            s("me"),
+        ]
+    );
+    let t = Transition::delivered("r", Holder::Fresh, &stored(), now, Some(9));
+    let (text, parameters) = t.statement("outbox").unwrap();
+    assert_eq!(
+        text,
+        "UPDATE \"outbox\" SET \"status\" = ? SET kafka_topic = ? SET kafka_partition = ? \
+         SET kafka_offset = ? SET kafka_timestamp = ? SET delivered_at = ? SET expires_at = ? \
+         SET attempts = ? REMOVE due_shard REMOVE due_at \
+         WHERE id = ? AND (\"status\" = ? AND attempts = ? \
+         AND (waits IS MISSING OR waits = ?))"
+    );
+    assert_eq!(parameters.len(), 12);
+    assert_eq!(parameters[6..8], [n(9), n(1)]);
+    // ADD has no PartiQL twin here: waits and retries stay UpdateItems.
+    assert!(
+        Transition::retry("r", Holder::Fresh, "down", 5, Spent::Wait)
+            .statement("outbox")
+            .is_none()
+    );
+}
+
+#[test]
 fn a_fresh_row_s_wait_counts_a_wait_and_no_attempt() {
     let t = Transition::retry("r", Holder::Fresh, "down", 5, Spent::Wait);
     assert_eq!(
@@ -62,11 +108,13 @@ fn a_claimed_row_failed_unsent_gets_its_claim_s_attempt_back() {
 
 #[test]
 fn claim_redrive_and_expiry_are_conditional_on_the_state_read() {
-    let t = Transition::claim("r", "me", 100, 200);
+    let t = Transition::claim("r", "me", 100, "2026-11-28T11:59:00.000Z", 200);
     assert_eq!(
         t.condition,
-        "(#status = :pending AND due_at <= :now) OR (#status = :in_flight AND lease_until < :now)"
+        "(#status = :pending AND due_at <= :now) OR (#status = :in_flight AND lease_until < :now) \
+         OR (#status = :pending AND attribute_not_exists(due_at) AND created_at <= :stale)"
     );
+    assert_eq!(t.values[":stale"], s("2026-11-28T11:59:00.000Z"));
     assert_eq!(
         t.update,
         "SET #status = :in_flight, lease_owner = :owner, lease_until = :until, due_at = :until \
@@ -104,7 +152,7 @@ fn the_in_memory_twins_leave_the_row_as_the_writes_do() {
         event_id: "e".into(),
         sequence_number: None,
     };
-    let row = OutboxRow::pending(&source, "p".into(), "{}".into(), now, now);
+    let row = OutboxRow::pending(&source, "p".into(), "{}".into(), now).due(now);
     let delivered = row.clone().into_delivered(&stored(), now, None);
     assert_eq!(
         (delivered.status, delivered.attempts, delivered.due_at),

@@ -84,8 +84,6 @@ pub struct Tables {
     pub outbox: OutboxStore,
     /// The stream handler's limit, so a repaired row is the row it would make.
     pub max_message_bytes: usize,
-    /// The stream handler's sweep delay, likewise.
-    pub sweep_delay: Duration,
 }
 
 impl Tables {
@@ -97,7 +95,6 @@ impl Tables {
             dynamodb,
             participants: config.participants_table.clone(),
             max_message_bytes: config.max_message_bytes,
-            sweep_delay: Duration::from_secs(config.sweep_delay_seconds),
         }
     }
 }
@@ -320,14 +317,8 @@ async fn repair(
         event_id: format!("reconcile:{participant_id}"),
         sequence_number: None,
     };
-    let row = row_for_image(
-        &image,
-        &source,
-        tables.max_message_bytes,
-        now,
-        now + tables.sweep_delay,
-    )
-    .with_id(reconcile_row_id(participant_id));
+    let row = row_for_image(&image, &source, tables.max_message_bytes, now)
+        .with_id(reconcile_row_id(participant_id));
     let written = tables
         .outbox
         .insert(&row)

@@ -112,9 +112,9 @@ impl Relay {
             self.log_send_response(row, delivery);
         }
         pass.report.delivered += acked.len();
-        let marks: Vec<(&str, Stored)> = acked
+        let marks: Vec<(&OutboxRow, Stored)> = acked
             .iter()
-            .map(|(row, delivery)| (row.id.as_str(), stored(delivery)))
+            .map(|(row, delivery)| (*row, stored(delivery)))
             .collect();
         let now = OffsetDateTime::now_utc();
         let expires_at = self

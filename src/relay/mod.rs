@@ -162,7 +162,11 @@ impl Relay {
                 break;
             }
             let now = OffsetDateTime::now_utc();
-            let ids = match self.outbox.due_ids(now, self.config.relay_batch_size).await {
+            let ids = match self
+                .outbox
+                .due_ids(now, self.sweep_delay(), self.config.relay_batch_size)
+                .await
+            {
                 Ok(ids) => ids,
                 Err(error) => {
                     tracing::error!(%error, "due rows not read; the next sweep looks again");
@@ -197,7 +201,9 @@ impl Relay {
     /// time left (the rest is the metrics line's).
     async fn count_left(&self, budget: Budget, pass: &mut Pass) {
         let time = budget.left().unwrap_or_default() / 2;
-        let count = self.outbox.count_due(OffsetDateTime::now_utc());
+        let count = self
+            .outbox
+            .count_due(OffsetDateTime::now_utc(), self.sweep_delay());
         let counted = match tokio::time::timeout(time, count).await {
             Ok(counted) => counted,
             Err(_) => Err(StoreError::Transient(
@@ -227,7 +233,10 @@ impl Relay {
     async fn relay_within(&self, ids: &[String], budget: Budget) -> Pass {
         let now = OffsetDateTime::now_utc();
         let lease_until = epoch_ms(now) + self.config.lease().as_millis() as i64;
-        let claimed = self.outbox.claim(ids, &self.owner, now, lease_until).await;
+        let claimed = self
+            .outbox
+            .claim(ids, &self.owner, now, self.sweep_delay(), lease_until)
+            .await;
         let mut pass = Pass::default();
         for error in claimed.errors {
             tracing::error!(%error, "claim failed; the row is due again later");
@@ -339,6 +348,11 @@ impl Relay {
             pass += batch;
         }
         pass.finish()
+    }
+
+    /// How long a new row is the outbox stream's before the sweep takes it.
+    fn sweep_delay(&self) -> Duration {
+        Duration::from_secs(self.config.sweep_delay_seconds)
     }
 
     fn budget(&self, deadline: Instant) -> Budget {

@@ -34,7 +34,6 @@ use crate::trace::TraceContext;
 pub struct StreamHandler {
     outbox: OutboxStore,
     max_message_bytes: usize,
-    sweep_delay: Duration,
     deadline_margin: Duration,
 }
 
@@ -104,7 +103,6 @@ impl StreamHandler {
         StreamHandler {
             outbox,
             max_message_bytes: config.max_message_bytes,
-            sweep_delay: Duration::from_secs(config.sweep_delay_seconds),
             deadline_margin: config.deadline_margin(),
         }
     }
@@ -180,13 +178,7 @@ impl StreamHandler {
 
     /// The outbox row of an INSERT record: PENDING, or REJECTED with the reason.
     fn row_for(&self, record: &Insert<'_>, now: OffsetDateTime) -> OutboxRow {
-        row_for_image(
-            record.image,
-            &record.source,
-            self.max_message_bytes,
-            now,
-            now + self.sweep_delay,
-        )
+        row_for_image(record.image, &record.source, self.max_message_bytes, now)
     }
 
     /// A row DynamoDB refuses (in practice: over the 400 KB item limit once
@@ -215,7 +207,7 @@ impl StreamHandler {
 }
 
 /// The outbox row of a participant's image, as an INSERT record carries it:
-/// PENDING and due for the sweep at `due`, or REJECTED with the reason and
+/// PENDING and new (the outbox stream's to send), or REJECTED with the reason and
 /// the raw image. The stream handler and `reconcile --repair` build rows
 /// with this one function, so a repaired row is the row the stream would
 /// have made.
@@ -224,13 +216,12 @@ pub fn row_for_image(
     source: &Source,
     max_message_bytes: usize,
     now: OffsetDateTime,
-    due: OffsetDateTime,
 ) -> OutboxRow {
     match Participant::from_image(image, max_message_bytes) {
         Ok(p) => {
             // A participant written straight into the table starts its trace here.
             let trace = p.trace.unwrap_or_else(TraceContext::new_root);
-            OutboxRow::pending(source, p.id, p.json, now, due).with_trace(&trace)
+            OutboxRow::pending(source, p.id, p.json, now).with_trace(&trace)
         }
         Err(reason) => {
             tracing::warn!(event_id = %source.event_id, %reason, "participant image rejected");

@@ -4,6 +4,7 @@
 //! in a table or through a relay.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use raffle_outbox::audit::AuditQuery;
@@ -18,8 +19,9 @@ use time::OffsetDateTime;
 use super::TestEnv;
 
 /// A PENDING row for a new participant (the demo's sample number `n`),
-/// created (and due) at `at`, as the stream handler writes it (its own
-/// constructor, from a stream event of a random id).
+/// created at `at` as the stream handler writes it (its own constructor,
+/// from a stream event of a random id), and in the due index, due at `at`,
+/// so that a sweep takes it without waiting out the sweep delay.
 pub fn pending(n: usize, at: OffsetDateTime) -> OutboxRow {
     pending_with(n, at, |_| {})
 }
@@ -36,11 +38,12 @@ pub fn pending_with(
         event_id: format!("event-{}", uuid::Uuid::new_v4()),
         sequence_number: Some(n.to_string()),
     };
-    OutboxRow::pending(&source, participant_id, participant.to_string(), at, at)
+    OutboxRow::pending(&source, participant_id, participant.to_string(), at).due(at)
 }
 
 /// Outbox row number `n`: sample participant `n`, PENDING, created now and
-/// due at `due`, from stream event `ev-{n}` (so its id is fixed by `n`).
+/// in the due index, due at `due`, from stream event `ev-{n}` (so its id is
+/// fixed by `n`).
 pub fn pending_due(n: usize, due: OffsetDateTime) -> OutboxRow {
     let (id, participant) = demo::sample_participant(n);
     let source = Source {
@@ -52,8 +55,8 @@ pub fn pending_due(n: usize, due: OffsetDateTime) -> OutboxRow {
         id,
         participant.to_string(),
         OffsetDateTime::now_utc(),
-        due,
     )
+    .due(due)
 }
 
 /// A REJECTED row (a stream record without an `id`).
@@ -171,6 +174,7 @@ pub async fn crashed_claims(outbox: &OutboxStore, row: &OutboxRow, claims: u32) 
                 std::slice::from_ref(&row.id),
                 "relay-that-crashed",
                 now,
+                Duration::ZERO,
                 ended,
             )
             .await;
