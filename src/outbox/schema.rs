@@ -7,6 +7,7 @@
 //! The attribute names are the audit's contract (the export's columns, the
 //! compliance team's queries): renaming one is a migration, not a refactor.
 
+#[cfg(feature = "dev")]
 use crate::capacity::IndexShape;
 
 /// The outbox's logical table name in `migrations/` (the configured
@@ -138,6 +139,7 @@ pub const AUDIT_ATTRIBUTES: [&str; 16] = [
 
 /// The indexes, as [`crate::capacity::write_units`] counts their writes
 /// (the migrations create them so).
+#[cfg(feature = "dev")]
 pub const INDEXES: [IndexShape<'static>; 3] = [
     IndexShape {
         name: DUE_INDEX,

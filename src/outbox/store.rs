@@ -6,14 +6,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(feature = "dev")]
+use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity};
 use aws_sdk_dynamodb::Client;
 
 use super::row::OutboxRow;
+#[cfg(feature = "dev")]
 use super::schema::{ID, INDEXES};
 use super::StoreError;
+#[cfg(feature = "dev")]
 use crate::capacity::{write_units, Consumed, Place};
 
 /// How many conditional writes one relay keeps in flight.
@@ -72,7 +76,9 @@ pub struct WriteStats {
     /// Units of the writes DynamoDB Local does not report (the PartiQL
     /// marks), by place, computed by [`crate::capacity::write_units`]; kept
     /// only after [`WriteStats::compute_statement_units`] (the bench), as
-    /// computing them costs CPU a relay has no use for.
+    /// computing them costs CPU a relay has no use for (and the Lambdas,
+    /// built without the `dev` feature, do not have it).
+    #[cfg(feature = "dev")]
     computed: Mutex<Option<Consumed>>,
 }
 
@@ -84,6 +90,7 @@ impl WriteStats {
             .fetch_add((units * 10.0).round() as u64, Ordering::Relaxed);
     }
 
+    #[cfg(feature = "dev")]
     /// From now on, computes the units of the writes DynamoDB does not
     /// report (see [`WriteStats::computed_units`]).
     pub fn compute_statement_units(&self) {
@@ -93,12 +100,14 @@ impl WriteStats {
             .get_or_insert_with(Consumed::default);
     }
 
+    #[cfg(feature = "dev")]
     /// The units computed since [`WriteStats::compute_statement_units`].
     pub fn computed_units(&self) -> Consumed {
         let computed = self.computed.lock().expect("stats lock");
         computed.clone().unwrap_or_default()
     }
 
+    #[cfg(feature = "dev")]
     /// Adds the units of one write of `before` into `after` on `table`,
     /// if they are being computed.
     pub(super) fn compute(&self, table: &str, before: &OutboxRow, after: &OutboxRow) {

@@ -156,6 +156,7 @@ impl OutboxStore {
                 hook().await;
             }
         }
+        #[cfg(feature = "dev")]
         for ((row, stored), result) in marks.iter().zip(&results) {
             if matches!(result, Ok(Written::Yes)) {
                 let after = (*row).clone().into_delivered(stored, now, expires_at);
