@@ -106,7 +106,8 @@ impl StreamHandler {
 
 /// The new rows in a batch of the outbox table's stream (its INSERT
 /// images). A row that cannot be read is logged and left to the sweep,
-/// which finds it on the due index. Sends no request.
+/// which finds it on `by_status` once it is older than the sweep delay.
+/// Sends no request.
 pub fn outbox_rows(event: &Event) -> Vec<OutboxRow> {
     event
         .records

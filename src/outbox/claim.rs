@@ -1,8 +1,8 @@
 //! Claims: due rows taken under a relay's lease before they are sent.
 
-use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, ReturnValue};
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, ReturnValue};
 use futures::{stream, StreamExt};
 use time::OffsetDateTime;
 

@@ -1,6 +1,7 @@
 //! The outbox table's reads: one row, the rows still new, the rows the
-//! sweep claims (the due index and the stale new rows: which, how many) and, for tests, every row. Reads only: the
-//! writes are in [`super::write`] and [`super::claim`].
+//! sweep claims (the due index and the stale new rows: which, how many)
+//! and, for tests, every row. Reads only: the writes are in
+//! [`super::write`] and [`super::claim`].
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -65,6 +65,14 @@ pub(super) enum Spent {
 /// The condition of an insert: no row with the id yet.
 pub(super) const INSERT_CONDITION: &str = "attribute_not_exists(id)";
 
+/// A transition's PartiQL text and its placeholders' names, in order
+/// ([`Transition::statement_shape`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StatementShape {
+    pub(super) text: String,
+    pub(super) placeholders: Vec<String>,
+}
+
 /// One conditional state change of a row: one UpdateItem.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Transition {
@@ -287,16 +295,19 @@ impl Transition {
         Transition::new(id, update, "#status = :delivered", values)
     }
 
-    /// The transition as one PartiQL `UPDATE` statement on `table` and its
-    /// parameters, for a BatchExecuteStatement (25 statements a request,
-    /// each with its own condition and its own answer, billed as the
-    /// UpdateItem would be). The same write, rendered mechanically: `SET`
-    /// and `REMOVE` lists become one `SET`/`REMOVE` clause per attribute,
-    /// the condition joins the key in `WHERE`, `attribute_not_exists(a)`
-    /// becomes `a IS MISSING`, and each `:value` a `?` in order of
-    /// appearance. `None` for an update PartiQL cannot say this way (`ADD`,
-    /// functions in `SET`): those are written with UpdateItem.
-    pub(super) fn statement(&self, table: &str) -> Option<(String, Vec<AttributeValue>)> {
+    /// The transition as one PartiQL `UPDATE` statement on `table`, for a
+    /// BatchExecuteStatement (25 statements a request, each with its own
+    /// condition and its own answer, billed as the UpdateItem would be):
+    /// its text, the same for every transition of one kind, with its
+    /// placeholders' names in order (a batch renders it once and takes each
+    /// row's [`Transition::parameters`]). The same write, rendered
+    /// mechanically: `SET` and `REMOVE` lists become one `SET`/`REMOVE`
+    /// clause per attribute, the condition joins the key in `WHERE`,
+    /// `attribute_not_exists(a)` becomes `a IS MISSING`, and each `:value`
+    /// a `?` in order of appearance. `None` for an update PartiQL cannot
+    /// say this way (`ADD`, functions in `SET`): those are written with
+    /// UpdateItem.
+    pub(super) fn statement_shape(&self, table: &str) -> Option<StatementShape> {
         let (set, remove) = match self.update.strip_prefix("SET ")?.split_once(" REMOVE ") {
             Some((set, remove)) => (set, Some(remove)),
             None => (self.update.strip_prefix("SET ")?, None),
@@ -323,25 +334,37 @@ impl Transition {
         for (name, attribute) in &self.names {
             text = text.replace(name.as_str(), &format!("\"{attribute}\""));
         }
-        // Each `:value` becomes `?`, its value pushed in the same order.
+        // Each `:value` becomes `?`, its name kept in the same order.
         let mut statement = String::with_capacity(text.len());
-        let mut parameters = Vec::new();
+        let mut placeholders = Vec::new();
         let mut rest = text.as_str();
         while let Some(at) = rest.find(':') {
             statement.push_str(&rest[..at]);
             let name_len = rest[at + 1..]
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(rest.len() - at - 1);
-            let name = &rest[at..at + 1 + name_len];
-            parameters.push(match name {
-                ":__id" => s(&self.id),
-                _ => self.values.get(name)?.clone(),
-            });
+            placeholders.push(rest[at..at + 1 + name_len].to_string());
             statement.push('?');
             rest = &rest[at + 1 + name_len..];
         }
         statement.push_str(rest);
-        Some((statement, parameters))
+        Some(StatementShape {
+            text: statement,
+            placeholders,
+        })
+    }
+
+    /// This transition's values for `shape`'s placeholders, in order;
+    /// `None` if it lacks one (a transition of another kind).
+    pub(super) fn parameters(&self, shape: &StatementShape) -> Option<Vec<AttributeValue>> {
+        shape
+            .placeholders
+            .iter()
+            .map(|name| match name.as_str() {
+                ":__id" => Some(s(&self.id)),
+                _ => self.values.get(name).cloned(),
+            })
+            .collect()
     }
 
     /// The transition as one UpdateItem request on `table`.

@@ -30,11 +30,18 @@ fn a_claimed_row_is_delivered_under_its_lease_keeping_its_claims_attempt() {
     assert_eq!(t.values.len(), 9);
 }
 
+/// `t` as the PartiQL text and parameters a batch sends.
+fn statement(t: &Transition) -> (String, Vec<AttributeValue>) {
+    let shape = t.statement_shape("outbox").unwrap();
+    let parameters = t.parameters(&shape).unwrap();
+    (shape.text, parameters)
+}
+
 #[test]
 fn the_delivered_transitions_read_the_same_as_partiql_statements() {
     let now = datetime!(2026-11-28 12:00:00 UTC);
     let t = Transition::delivered("r", Holder::Lease("me"), &stored(), now, None);
-    let (text, parameters) = t.statement("outbox").unwrap();
+    let (text, parameters) = statement(&t);
     assert_eq!(
         text,
         "UPDATE \"outbox\" SET \"status\" = ? SET kafka_topic = ? SET kafka_partition = ? \
@@ -57,7 +64,7 @@ fn the_delivered_transitions_read_the_same_as_partiql_statements() {
         ]
     );
     let t = Transition::delivered("r", Holder::Fresh, &stored(), now, Some(9));
-    let (text, parameters) = t.statement("outbox").unwrap();
+    let (text, parameters) = statement(&t);
     assert_eq!(
         text,
         "UPDATE \"outbox\" SET \"status\" = ? SET kafka_topic = ? SET kafka_partition = ? \
@@ -71,7 +78,7 @@ fn the_delivered_transitions_read_the_same_as_partiql_statements() {
     // ADD has no PartiQL twin here: waits and retries stay UpdateItems.
     assert!(
         Transition::retry("r", Holder::Fresh, "down", 5, Spent::Wait)
-            .statement("outbox")
+            .statement_shape("outbox")
             .is_none()
     );
 }

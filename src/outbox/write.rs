@@ -115,7 +115,7 @@ impl OutboxStore {
     /// stored them (with `expires_at`, epoch seconds, under a retention
     /// policy: [`super::expires_at`]), if `holder` still holds them: one
     /// conditional write each, as PartiQL statements
-    /// ([`Transition::statement`]) [`STATEMENTS_PER_BATCH`] (25) to a
+    /// ([`Transition::statement_shape`]) [`STATEMENTS_PER_BATCH`] (25) to a
     /// BatchExecuteStatement, [`BATCH_CONCURRENCY`] requests in flight.
     /// Each statement keeps its own condition and answer and is billed as
     /// its UpdateItem would be; a request per 25 rows instead of one per
@@ -135,12 +135,22 @@ impl OutboxStore {
         after_first_mark: impl FnOnce() -> F,
     ) -> Vec<Result<Written, StoreError>> {
         let mut after_first_mark = Some(after_first_mark);
-        let statements: Vec<_> = marks
+        let transitions: Vec<Transition> = marks
             .iter()
-            .map(|(row, stored)| {
-                Transition::delivered(&row.id, holder, stored, now, expires_at)
-                    .statement(&self.table)
-                    .expect("the delivered transition is a plain SET/REMOVE update")
+            .map(|(row, stored)| Transition::delivered(&row.id, holder, stored, now, expires_at))
+            .collect();
+        // One text for all: the marks differ only in their values.
+        let Some(shape) = transitions.first().map(|t| {
+            t.statement_shape(&self.table)
+                .expect("the delivered transition is a plain SET/REMOVE update")
+        }) else {
+            return Vec::new();
+        };
+        let statements: Vec<(&str, Vec<AttributeValue>)> = transitions
+            .iter()
+            .map(|t| {
+                let parameters = t.parameters(&shape).expect("marks of one shape");
+                (shape.text.as_str(), parameters)
             })
             .collect();
         // Collected first, as in `insert_all_before`.
@@ -171,7 +181,7 @@ impl OutboxStore {
     /// [`apply`](Self::apply)); answers in the statements' order.
     async fn execute_all(
         &self,
-        statements: &[(String, Vec<AttributeValue>)],
+        statements: &[(&str, Vec<AttributeValue>)],
     ) -> Vec<Result<Written, StoreError>> {
         let mut answers: Vec<Option<Result<Written, StoreError>>> =
             statements.iter().map(|_| None).collect();
@@ -185,7 +195,7 @@ impl OutboxStore {
                 .map(|&i| {
                     let (statement, parameters) = &statements[i];
                     BatchStatementRequest::builder()
-                        .statement(statement)
+                        .statement(*statement)
                         .set_parameters(Some(parameters.clone()))
                         .build()
                         .expect("a statement is set")

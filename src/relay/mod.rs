@@ -70,9 +70,9 @@ pub struct RelayReport {
     #[serde(default)]
     pub errors: usize,
     /// Rows left due because the invocation's deadline came first: what a
-    /// sweep counted on the due index when it stopped for the deadline, and
-    /// the new rows of batches a stream invocation did not start (the sweep
-    /// takes them). 0 when the pass ran to its end.
+    /// sweep counted (due index and stale new rows) when it stopped for the
+    /// deadline, and the new rows of batches a stream invocation did not
+    /// start (the sweep takes them). 0 when the pass ran to its end.
     #[serde(default)]
     pub left_due: usize,
 }
