@@ -5,7 +5,10 @@
 use lambda_runtime::Error;
 use raffle_outbox::lambda;
 
-#[tokio::main]
+// One thread: a Lambda at 256 MB has a fraction of a vCPU, and a
+// multi-thread runtime spends CPU waking workers it cannot run
+// (docs/performance.md, "CPU").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda::http::run_register().await
 }
