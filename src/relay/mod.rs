@@ -36,8 +36,8 @@ use crate::outbox::{Holder, OutboxRow, OutboxStore, Status, StoreError, Written}
 
 /// Batches one relay works on at once: while one batch waits for the
 /// broker, another's marks are written. Bounded, so a large stream batch
-/// never means unbounded requests (4 × 100 rows, as many produce requests
-/// as the producer lets in flight per broker).
+/// never means unbounded requests (4 × `RELAY_BATCH_SIZE` rows, as many
+/// produce requests as the producer lets in flight per broker).
 pub const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Batches in a row that met an error before a sweep gives up: DynamoDB
