@@ -5,9 +5,7 @@
 use lambda_runtime::Error;
 use raffle_outbox::lambda;
 
-// One thread: a Lambda at 256 MB has a fraction of a vCPU, and a
-// multi-thread runtime spends CPU waking workers it cannot run
-// (docs/performance.md, "CPU").
+// One thread: at 256 MB a Lambda has a fraction of a vCPU (docs/performance.md).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda::http::run_register().await

@@ -67,7 +67,7 @@ pub(super) const INSERT_CONDITION: &str = "attribute_not_exists(id)";
 
 /// A transition's PartiQL text and its placeholders' names, in order
 /// ([`Transition::statement_shape`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(super) struct StatementShape {
     pub(super) text: String,
     pub(super) placeholders: Vec<String>,

@@ -140,23 +140,20 @@ impl OutboxStore {
             .map(|(row, stored)| Transition::delivered(&row.id, holder, stored, now, expires_at))
             .collect();
         // One text for all: the marks differ only in their values.
-        let Some(shape) = transitions.first().map(|t| {
-            t.statement_shape(&self.table)
-                .expect("the delivered transition is a plain SET/REMOVE update")
-        }) else {
+        let Some(first) = transitions.first() else {
             return Vec::new();
         };
-        let statements: Vec<(&str, Vec<AttributeValue>)> = transitions
+        let shape = first
+            .statement_shape(&self.table)
+            .expect("the delivered transition is a plain SET/REMOVE update");
+        let parameters: Vec<Vec<AttributeValue>> = transitions
             .iter()
-            .map(|t| {
-                let parameters = t.parameters(&shape).expect("marks of one shape");
-                (shape.text.as_str(), parameters)
-            })
+            .map(|t| t.parameters(&shape).expect("marks of one shape"))
             .collect();
         // Collected first, as in `insert_all_before`.
-        let batches: Vec<_> = statements
+        let batches: Vec<_> = parameters
             .chunks(STATEMENTS_PER_BATCH)
-            .map(|batch| self.execute_all(batch))
+            .map(|batch| self.execute_all(&shape.text, batch))
             .collect();
         let mut answers = stream::iter(batches).buffered(BATCH_CONCURRENCY);
         let mut results = Vec::with_capacity(marks.len());
@@ -176,27 +173,28 @@ impl OutboxStore {
         results
     }
 
-    /// Writes up to 25 statements in one BatchExecuteStatement, trying the
-    /// ones that failed transiently again (0.2 s, 0.4 s … apart, as
-    /// [`apply`](Self::apply)); answers in the statements' order.
+    /// Writes the statement `text` once for each of up to 25 parameter
+    /// lists in one BatchExecuteStatement, trying the ones that failed
+    /// transiently again (0.2 s, 0.4 s … apart, as [`apply`](Self::apply));
+    /// answers in the parameter lists' order.
     async fn execute_all(
         &self,
-        statements: &[(&str, Vec<AttributeValue>)],
+        text: &str,
+        parameters: &[Vec<AttributeValue>],
     ) -> Vec<Result<Written, StoreError>> {
         let mut answers: Vec<Option<Result<Written, StoreError>>> =
-            statements.iter().map(|_| None).collect();
+            parameters.iter().map(|_| None).collect();
         let mut attempt = 0;
         loop {
-            let pending: Vec<usize> = (0..statements.len())
+            let pending: Vec<usize> = (0..parameters.len())
                 .filter(|&i| matches!(answers[i], None | Some(Err(StoreError::Transient(_)))))
                 .collect();
             let requests = pending
                 .iter()
                 .map(|&i| {
-                    let (statement, parameters) = &statements[i];
                     BatchStatementRequest::builder()
-                        .statement(*statement)
-                        .set_parameters(Some(parameters.clone()))
+                        .statement(text)
+                        .set_parameters(Some(parameters[i].clone()))
                         .build()
                         .expect("a statement is set")
                 })
