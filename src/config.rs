@@ -57,10 +57,12 @@ pub struct Config {
     #[arg(long, env = "SWEEP_DELAY_SECONDS", default_value_t = 60)]
     pub sweep_delay_seconds: u64,
 
-    /// Rows claimed and produced together (the outbox stream's batch size
-    /// in `template.yaml` matches). A produce request's cost on the broker
-    /// is mostly per partition batch: at 1,000 the relay's producer keeps
-    /// up with kcat, at 100 it made 0.8 × its rate (docs/performance.md).
+    /// Rows produced together (the outbox stream's batch size in
+    /// `template.yaml` matches); a sweep claims at most 100 of them at a
+    /// time (`relay::SWEEP_BATCH_MAX`). A produce request's cost on the
+    /// broker is mostly per partition batch: at 1,000 the relay's producer
+    /// keeps up with kcat, at 100 it made 0.8 × its rate
+    /// (docs/performance.md).
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 1000)]
     pub relay_batch_size: usize,
 
