@@ -11,9 +11,10 @@
 //!   `raffle-outbox run` child process (whose peak RSS is measured), against
 //!   DynamoDB Local's raw write ceiling measured in the same run;
 //! - outbox writes and write units per delivered participant;
-//! - CPU per delivered row: the end-to-end child process against the
-//!   workshop chapter's handler (one awaited kafkajs send per record) on the
-//!   same participants and broker;
+//! - CPU per delivered row: the relay Lambda's handler handed the outbox
+//!   stream's events, and a whole `run` child, against the workshop
+//!   chapter's handler (one awaited kafkajs send per record) on the same
+//!   participants and broker;
 //! - a steady offered load (`--steady-rate` participants/s for
 //!   `--steady-seconds`) through the registrar and the pipeline on a metered
 //!   client: request units per participant by table and index, their price,
@@ -44,6 +45,7 @@ use crate::relay::{Relay, BATCHES_IN_FLIGHT};
 use crate::{demo, migrate};
 
 mod kcat;
+mod lambda_relay;
 mod operators;
 mod process;
 mod register;
@@ -51,6 +53,8 @@ mod seed;
 mod steady;
 
 use kcat::*;
+use lambda_relay::*;
+pub use lambda_relay::{relay_events, LambdaRun};
 use operators::*;
 pub use operators::{ExportFigures, ReconcileFigures};
 use process::*;
@@ -96,11 +100,16 @@ pub struct Figures {
     pub ddb_write_units_per_participant: f64,
     /// Peak resident memory of the end-to-end child process, in MB.
     pub relay_peak_rss_mb: f64,
-    /// CPU time (user + system) per delivered row, µs, of a `raffle-outbox
-    /// run` child given only the relay's work: N rows already in the outbox,
-    /// handed to it by the outbox stream as on AWS (the relay Lambda's
-    /// work: read the rows' state, send, mark; plus 3 s of idle polling).
+    /// CPU time (user + system) per delivered row, µs, of the relay
+    /// Lambda's invocations alone: N rows already in the outbox, their
+    /// stream records handed as events of `RELAY_BATCH_SIZE` to the relay
+    /// Lambda's handler in a child process, clocked after it connected, as
+    /// the seed handler is (see `lambda_relay`).
     pub relay_cpu_us_per_row: f64,
+    /// The same for a whole `raffle-outbox run` child given the same work:
+    /// its start and connections, its own polling of the outbox stream (the
+    /// event source mapping's work on AWS) and 3 s of idle polling included.
+    pub relay_process_cpu_us_per_row: f64,
     /// The same for the end-to-end child: capture (stream reads, outbox
     /// writes) and relay together.
     pub pipeline_cpu_us_per_row: f64,
@@ -273,6 +282,10 @@ impl DynamoLeg {
         OutboxStore::new(self.dynamodb.clone(), &self.config.outbox_table)
     }
 
+    fn audit(&self) -> crate::audit::AuditQuery {
+        crate::audit::AuditQuery::new(self.dynamodb.clone(), &self.config.outbox_table)
+    }
+
     async fn relay(&self) -> anyhow::Result<Relay> {
         let c = &self.config;
         let producer = Producer::connect(&c.kafka_bootstrap_servers, &c.kafka_topic).await?;
@@ -400,7 +413,23 @@ pub async fn run(
         "the relay child delivered {} of {n}",
         relayed.relay.delivered
     );
-    let relay_cpu_us_per_row = tenths(relay_child.cpu.as_micros() as f64 / n as f64);
+    let relay_process_cpu_us_per_row = tenths(relay_child.cpu.as_micros() as f64 / n as f64);
+    drop(leg);
+
+    // The relay Lambda's handler alone, clocked as the seed handler is: the
+    // same rows' stream records as events, its invocations only.
+    let leg = DynamoLeg::start(base, stack, "relay-lambda").await?;
+    leg.pending_rows(&participants).await?;
+    let events = stack.run_dir().join("bench-relay-events.json");
+    leg.write_outbox_events(n, &events).await?;
+    let (lambda_run, _) = finish_lambda_relay(leg.spawn_lambda_relay(&events)?).await?;
+    let lambda_delivered = leg.audit().count(Status::Delivered).await?;
+    anyhow::ensure!(
+        lambda_run.records == n && lambda_delivered == n as u64,
+        "the relay Lambda was handed {} records and delivered {lambda_delivered} of {n}",
+        lambda_run.records
+    );
+    let relay_cpu_us_per_row = tenths(lambda_run.cpu_us as f64 / n as f64);
     drop(leg);
     let (seed_cpu_us_per_row, seed_note) = match seed_handler(base, stack, &participants).await {
         Ok(run) => (Some(run.cpu_us_per_row()), None),
@@ -445,6 +474,7 @@ pub async fn run(
             / 100.0,
         relay_peak_rss_mb: mb(e2e.peak_rss_kib),
         relay_cpu_us_per_row,
+        relay_process_cpu_us_per_row,
         pipeline_cpu_us_per_row,
         cpu_ratio_vs_seed: seed_cpu_us_per_row
             .map(|seed| (relay_cpu_us_per_row / seed * 100.0).round() / 100.0),

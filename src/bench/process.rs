@@ -77,13 +77,15 @@ impl Measured {
         anyhow::ensure!(waited == pid, "wait4: {}", std::io::Error::last_os_error());
         let status = std::process::ExitStatus::from_raw(status);
         anyhow::ensure!(status.success(), "child process failed: {status}");
-        let time = |t: libc::timeval| {
-            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-        };
         Ok(Finished {
             stdout,
             peak_rss_kib,
-            cpu: time(usage.ru_utime) + time(usage.ru_stime),
+            cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
         })
     }
+}
+
+/// A `timeval` (rusage's user and system times) as a duration.
+pub(super) fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }

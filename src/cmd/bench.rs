@@ -36,6 +36,11 @@ pub struct BenchArgs {
     /// One JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The bench's own child, not for use by hand: relays the outbox
+    /// stream events in this file through the relay Lambda's handler and
+    /// prints what its invocations used (`crate::bench::relay_events`).
+    #[arg(long, hide = true)]
+    pub relay_events: Option<std::path::PathBuf>,
 }
 
 impl BenchArgs {
@@ -43,6 +48,10 @@ impl BenchArgs {
     /// own, the topics deleted after) and prints its figures: one line per
     /// figure, or one JSON object with `--json` (and only then).
     pub async fn run(self, ctx: &Context) -> anyhow::Result<Outcome> {
+        if let Some(file) = &self.relay_events {
+            super::print_json(&crate::bench::relay_events(&ctx.config, file).await?)?;
+            return Ok(Outcome::Done);
+        }
         let figures = crate::bench::run(
             &ctx.config,
             &ctx.stack,
