@@ -150,10 +150,11 @@ impl Pipeline {
         let relay_leg = async {
             let mut relayed = RelayReport::default();
             let events = outbox.poll().await?;
-            for event in &events {
+            let polled = !events.is_empty();
+            for event in events {
                 relayed += relay.relay_new(Relay::new_rows(event)).await?;
             }
-            anyhow::Ok((relayed, !events.is_empty()))
+            anyhow::Ok((relayed, polled))
         };
         // Both legs run to their end even if one fails: dropping the relay
         // between a send and its mark would only make a duplicate.

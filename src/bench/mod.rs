@@ -327,7 +327,7 @@ pub async fn run(
             key: id.clone(),
             value: Bytes::from(p.to_string()),
             headers: vec![(
-                crate::kafka::envelope::OUTBOX_ID_HEADER.into(),
+                crate::kafka::envelope::OUTBOX_ID_HEADER,
                 Bytes::from(uuid::Uuid::new_v4().to_string()),
             )],
         })

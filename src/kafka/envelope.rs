@@ -53,20 +53,22 @@ impl Envelope<'_> {
     /// The message for this envelope: `key` and `value` as given, the
     /// headers of the table above in that order. No request.
     pub fn message(&self, key: String, value: Bytes) -> Message {
-        let header = |name: &str, value: &str| (name.to_string(), Bytes::from(value.to_string()));
+        let copy = |value: &str| Bytes::copy_from_slice(value.as_bytes());
+        let fixed = |value: &'static str| Bytes::from_static(value.as_bytes());
+        let outbox_id = copy(self.outbox_id);
         Message {
             key,
             value,
             headers: vec![
-                header(OUTBOX_ID_HEADER, self.outbox_id),
-                header("ce_specversion", "1.0"),
-                header("ce_id", self.outbox_id),
-                header("ce_source", self.source),
-                header("ce_type", EVENT_TYPE),
-                header("ce_time", self.time),
-                header("content-type", CONTENT_TYPE),
-                header("ce_dataschema", DATA_SCHEMA),
-                header(TRACEPARENT_HEADER, self.traceparent),
+                (OUTBOX_ID_HEADER, outbox_id.clone()),
+                ("ce_specversion", fixed("1.0")),
+                ("ce_id", outbox_id),
+                ("ce_source", copy(self.source)),
+                ("ce_type", fixed(EVENT_TYPE)),
+                ("ce_time", copy(self.time)),
+                ("content-type", fixed(CONTENT_TYPE)),
+                ("ce_dataschema", fixed(DATA_SCHEMA)),
+                (TRACEPARENT_HEADER, copy(self.traceparent)),
             ],
         }
     }
@@ -91,7 +93,7 @@ mod tests {
             traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         };
         let message = envelope.message("p-1".into(), Bytes::from_static(b"{}"));
-        let names: Vec<&str> = message.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = message.headers.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
             [
@@ -114,7 +116,7 @@ mod tests {
             headers: message
                 .headers
                 .iter()
-                .map(|(n, v)| (n.clone(), Some(v.clone())))
+                .map(|(n, v)| (n.to_string(), Some(v.clone())))
                 .collect(),
         };
         assert_eq!(outbox_id(&record), Some(&b"row-1"[..]));

@@ -300,7 +300,7 @@ mod tests {
     /// A record set as a broker returns it: the batches our producer encodes,
     /// with offsets assigned (here they stay as encoded: base offset 0).
     fn batches(timestamp: i64) -> Vec<u8> {
-        let headers = vec![("outbox_id".to_string(), Bytes::from_static(b"row-1"))];
+        let headers = vec![("outbox_id", Bytes::from_static(b"row-1"))];
         let request = ProduceRequest {
             correlation_id: 1,
             client_id: "t",

@@ -12,8 +12,9 @@ pub struct Message {
     pub key: String,
     /// The record value.
     pub value: Bytes,
-    /// Record headers, in order; names need not be unique.
-    pub headers: Vec<(String, Bytes)>,
+    /// Record headers, in order; names need not be unique. The names are
+    /// the contract's, known when compiled: no allocation per message.
+    pub headers: Vec<(&'static str, Bytes)>,
 }
 
 impl Message {

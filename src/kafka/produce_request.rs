@@ -36,7 +36,7 @@ pub struct Record<'a> {
     /// The record value.
     pub value: &'a [u8],
     /// The record headers, in order.
-    pub headers: &'a [(String, Bytes)],
+    pub headers: &'a [(&'static str, Bytes)],
 }
 
 /// A Produce request (v3) for one topic, encoded by its `ToByte`: one
@@ -86,8 +86,19 @@ impl ToByte for ProduceRequest<'_> {
 
 /// One uncompressed record batch, all records stamped `timestamp`.
 fn record_batch(records: &[Record], timestamp: i64) -> Vec<u8> {
-    // Everything the CRC covers: from attributes to the end.
-    let mut body = Vec::new();
+    // Everything the CRC covers: from attributes to the end; sized once
+    // (each record's length prefix and fields take at most 32 bytes more
+    // than its key, value and headers) so that it is not copied as it grows.
+    let size: usize = records
+        .iter()
+        .map(|r| {
+            let headers: usize = r.headers.iter().map(|(n, v)| n.len() + v.len() + 10).sum();
+            r.key.len() + r.value.len() + headers + 32
+        })
+        .sum();
+    let mut body = Vec::with_capacity(size + 40);
+    // One record's bytes, before its length prefix: one buffer for all.
+    let mut r = Vec::new();
     body.put_i16(0); // attributes: no compression, CreateTime
     body.put_i32(records.len() as i32 - 1); // lastOffsetDelta
     body.put_i64(timestamp); // baseTimestamp
@@ -97,7 +108,7 @@ fn record_batch(records: &[Record], timestamp: i64) -> Vec<u8> {
     body.put_i32(-1); // baseSequence
     body.put_i32(records.len() as i32);
     for (offset_delta, record) in records.iter().enumerate() {
-        let mut r = Vec::new();
+        r.clear();
         r.put_i8(0); // attributes
         varint::put(&mut r, 0); // timestampDelta
         varint::put(&mut r, offset_delta as i64);
@@ -133,7 +144,7 @@ mod tests {
 
     #[test]
     fn batch_header_carries_length_crc_and_timestamp() {
-        let headers = vec![("outbox_id".to_string(), Bytes::from_static(b"r-1"))];
+        let headers = vec![("outbox_id", Bytes::from_static(b"r-1"))];
         let records = vec![
             Record {
                 key: b"k1",

@@ -96,7 +96,7 @@ async fn pass(relay: &Relay, trigger: Trigger, deadline: Instant) -> (RelayRepor
         Trigger::Stream(payload) => payload,
     };
     match serde_json::from_value::<Event>(payload) {
-        Ok(batch) => split(relay.relay_new_before(outbox_rows(&batch), deadline).await),
+        Ok(batch) => split(relay.relay_new_before(outbox_rows(batch), deadline).await),
         Err(error) => {
             let report = RelayReport {
                 errors: 1,

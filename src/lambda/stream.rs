@@ -107,13 +107,13 @@ impl StreamHandler {
 /// The new rows in a batch of the outbox table's stream (its INSERT
 /// images). A row that cannot be read is logged and left to the sweep,
 /// which finds it on `by_status` once it is older than the sweep delay.
-/// Sends no request.
-pub fn outbox_rows(event: &Event) -> Vec<OutboxRow> {
+/// Sends no request; takes the event, so the images are moved, not copied.
+pub fn outbox_rows(event: Event) -> Vec<OutboxRow> {
     event
         .records
-        .iter()
+        .into_iter()
         .filter(|r| r.event_name == "INSERT")
-        .filter_map(|r| match serde_dynamo::from_item(r.change.new_image.clone()) {
+        .filter_map(|r| match serde_dynamo::from_item(r.change.new_image) {
             Ok(row) => Some(row),
             Err(error) => {
                 tracing::warn!(event_id = %r.event_id, %error, "outbox stream image unreadable; the sweep will take the row");
@@ -125,7 +125,7 @@ pub fn outbox_rows(event: &Event) -> Vec<OutboxRow> {
 
 impl Relay {
     /// The new rows in a batch of the outbox table's stream: [`outbox_rows`].
-    pub fn new_rows(event: &Event) -> Vec<OutboxRow> {
+    pub fn new_rows(event: Event) -> Vec<OutboxRow> {
         outbox_rows(event)
     }
 }
