@@ -152,7 +152,9 @@ impl Pipeline {
             let events = outbox.poll().await?;
             let polled = !events.is_empty();
             for event in events {
-                relayed += relay.relay_new(Relay::new_rows(event)).await?;
+                relayed += relay
+                    .relay_new(crate::lambda::stream::outbox_rows(event))
+                    .await?;
             }
             anyhow::Ok((relayed, polled))
         };

@@ -10,7 +10,6 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::kafka::auth::KafkaAuth;
 use crate::lambda;
 use crate::stream::poller::StreamPoller;
 
@@ -39,16 +38,10 @@ pub async fn relay_events(config: &Config, file: &Path) -> anyhow::Result<Lambda
         .map(|e| e["Records"].as_array().map_or(0, Vec::len))
         .sum();
     let (dynamodb, _) = crate::config::aws_clients().await;
-    let auth = KafkaAuth::from_config(config).await?;
-    let producer =
-        Producer::connect_with_auth(&config.kafka_bootstrap_servers, &config.kafka_topic, auth)
-            .await?;
     let table = config.outbox_table.as_str();
-    let relay = Relay::new(
-        OutboxStore::new(dynamodb.clone(), table),
-        Arc::new(producer),
-        config.clone(),
-    );
+    let relay = lambda::relay::connect(config.clone(), &dynamodb)
+        .await
+        .map_err(|e| anyhow::anyhow!("relay: {e}"))?;
     let started = cpu_time()?;
     for event in events {
         let deadline = Instant::now() + INVOCATION_TIMEOUT;
@@ -87,7 +80,11 @@ impl DynamoLeg {
                 "{} of {n} outbox stream records read",
                 records.len()
             );
-            for event in poller.poll().await? {
+            let events = poller.poll().await?;
+            if events.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            for event in events {
                 records.extend(event.records);
             }
         }
@@ -108,15 +105,4 @@ impl DynamoLeg {
         command.env("RUST_LOG", "info").stderr(Stdio::null());
         spawn_measured(command)
     }
-}
-
-/// The report of a [`DynamoLeg::spawn_lambda_relay`] child, and what its
-/// whole process used.
-pub(super) async fn finish_lambda_relay(child: Measured) -> anyhow::Result<(LambdaRun, Finished)> {
-    let finished = tokio::task::spawn_blocking(move || child.wait()).await??;
-    let stdout = String::from_utf8_lossy(&finished.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    let run =
-        serde_json::from_str(last).with_context(|| format!("the relay child's report: {last}"))?;
-    Ok((run, finished))
 }

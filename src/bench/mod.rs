@@ -53,7 +53,6 @@ mod seed;
 mod steady;
 
 use kcat::*;
-use lambda_relay::*;
 pub use lambda_relay::{relay_events, LambdaRun};
 use operators::*;
 pub use operators::{ExportFigures, ReconcileFigures};
@@ -407,7 +406,8 @@ pub async fn run(
     // relays what the outbox stream hands it.
     let leg = DynamoLeg::start(base, stack, "relay-cpu").await?;
     leg.pending_rows(&participants).await?;
-    let (relayed, relay_child) = finish_run(leg.spawn_stream_only_run()?).await?;
+    let (relayed, relay_child): (PipelineReport, _) =
+        finish_run(leg.spawn_stream_only_run()?).await?;
     anyhow::ensure!(
         relayed.relay.delivered == n,
         "the relay child delivered {} of {n}",
@@ -422,7 +422,7 @@ pub async fn run(
     leg.pending_rows(&participants).await?;
     let events = stack.run_dir().join("bench-relay-events.json");
     leg.write_outbox_events(n, &events).await?;
-    let (lambda_run, _) = finish_lambda_relay(leg.spawn_lambda_relay(&events)?).await?;
+    let (lambda_run, _): (LambdaRun, _) = finish_run(leg.spawn_lambda_relay(&events)?).await?;
     let lambda_delivered = leg.audit().count(Status::Delivered).await?;
     anyhow::ensure!(
         lambda_run.records == n && lambda_delivered == n as u64,

@@ -49,11 +49,18 @@ pub(crate) struct Finished {
     pub(crate) cpu: Duration,
 }
 
-/// Waits (off the async runtime) for a `raffle-outbox run` child started by
-/// [`DynamoLeg::spawn_run`]; its report (printed on stdout) and what it used.
-pub(super) async fn finish_run(child: Measured) -> anyhow::Result<(PipelineReport, Finished)> {
+/// Waits (off the async runtime) for a `raffle-outbox` child (`run`, from
+/// [`DynamoLeg::spawn_run`], or the relay Lambda's, from
+/// [`DynamoLeg::spawn_lambda_relay`]); its report (the last line it printed
+/// on stdout, one JSON object) and what it used.
+pub(super) async fn finish_run<T: serde::de::DeserializeOwned>(
+    child: Measured,
+) -> anyhow::Result<(T, Finished)> {
     let finished = tokio::task::spawn_blocking(move || child.wait()).await??;
-    let report = serde_json::from_slice(&finished.stdout).context("the run's report")?;
+    let stdout = String::from_utf8_lossy(&finished.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report =
+        serde_json::from_str(last).with_context(|| format!("the child's report: {last}"))?;
     Ok((report, finished))
 }
 

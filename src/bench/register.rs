@@ -165,7 +165,7 @@ pub async fn register_load(
         saved.len()
     );
 
-    finish_run(leg.spawn_run()?).await?;
+    finish_run::<PipelineReport>(leg.spawn_run()?).await?;
     let mut reader = crate::kafka::fetch::TopicReader::connect(
         &leg.config.kafka_bootstrap_servers,
         &leg.config.kafka_topic,

@@ -3,6 +3,8 @@
 
 use bytes::Bytes;
 
+use super::produce_request::Record;
+
 /// One message to produce: a record with a key (the partitioner's input),
 /// a value and headers, sent as is (no compression, CreateTime stamped at
 /// send). [`super::envelope`] builds the outbox's.
@@ -18,17 +20,20 @@ pub struct Message {
 }
 
 impl Message {
+    /// The message as a record of a produce request, borrowed.
+    pub(super) fn record(&self) -> Record<'_> {
+        Record {
+            key: self.key.as_bytes(),
+            value: &self.value,
+            headers: &self.headers,
+        }
+    }
+
     /// An upper estimate of the message's size in a record batch, which
-    /// the producer uses to keep batches under the broker's limit.
+    /// the producer uses to keep batches under the broker's limit
+    /// ([`Record::size`]).
     pub(super) fn size(&self) -> usize {
-        self.key.len()
-            + self.value.len()
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 2)
-                .sum::<usize>()
-            + 32
+        self.record().size()
     }
 }
 

@@ -39,6 +39,22 @@ pub struct Record<'a> {
     pub headers: &'a [(&'static str, Bytes)],
 }
 
+impl Record<'_> {
+    /// An estimate of the record's size in a record batch, its length
+    /// prefix and fields included: key, value and headers plus 2 bytes a
+    /// header and 32 for the rest.
+    pub fn size(&self) -> usize {
+        self.key.len()
+            + self.value.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>()
+            + 32
+    }
+}
+
 /// A Produce request (v3) for one topic, encoded by its `ToByte`: one
 /// uncompressed record batch per partition, every record stamped with
 /// `timestamp` as its CreateTime, no idempotence or transaction.
@@ -86,16 +102,9 @@ impl ToByte for ProduceRequest<'_> {
 
 /// One uncompressed record batch, all records stamped `timestamp`.
 fn record_batch(records: &[Record], timestamp: i64) -> Vec<u8> {
-    // Everything the CRC covers: from attributes to the end; sized once
-    // (each record's length prefix and fields take at most 32 bytes more
-    // than its key, value and headers) so that it is not copied as it grows.
-    let size: usize = records
-        .iter()
-        .map(|r| {
-            let headers: usize = r.headers.iter().map(|(n, v)| n.len() + v.len() + 10).sum();
-            r.key.len() + r.value.len() + headers + 32
-        })
-        .sum();
+    // Everything the CRC covers: from attributes to the end; sized once,
+    // so that it is not copied as it grows.
+    let size: usize = records.iter().map(Record::size).sum();
     let mut body = Vec::with_capacity(size + 40);
     // One record's bytes, before its length prefix: one buffer for all.
     let mut r = Vec::new();

@@ -13,7 +13,6 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use crate::outbox::{OutboxRow, OutboxStore, Source};
-use crate::relay::Relay;
 use crate::stream::handler::BatchCounts;
 use crate::stream::{Batch, Handled, Insert, StreamHandler};
 use crate::{deadline, metrics};
@@ -121,13 +120,6 @@ pub fn outbox_rows(event: Event) -> Vec<OutboxRow> {
             }
         })
         .collect()
-}
-
-impl Relay {
-    /// The new rows in a batch of the outbox table's stream: [`outbox_rows`].
-    pub fn new_rows(event: Event) -> Vec<OutboxRow> {
-        outbox_rows(event)
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::kafka::error::{Blame, KafkaError};
 use crate::kafka::error_code::ErrorCode;
 use crate::kafka::message::{Delivery, Message};
 use crate::kafka::pool::Pool;
-use crate::kafka::produce_request::{ProduceRequest, Record};
+use crate::kafka::produce_request::ProduceRequest;
 use crate::kafka::produce_response::{self, PartitionAnswer};
 use crate::kafka::transport::CLIENT_ID;
 
@@ -127,14 +127,7 @@ impl Producer {
             partitions: batches
                 .iter()
                 .map(|(partition, indexes)| {
-                    let records = indexes
-                        .iter()
-                        .map(|&i| Record {
-                            key: messages[i].key.as_bytes(),
-                            value: &messages[i].value,
-                            headers: &messages[i].headers,
-                        })
-                        .collect();
+                    let records = indexes.iter().map(|&i| messages[i].record()).collect();
                     (*partition, records)
                 })
                 .collect(),
