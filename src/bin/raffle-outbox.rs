@@ -30,14 +30,11 @@ fn main() -> ExitCode {
         stack,
     };
     let run = std::panic::catch_unwind(move || {
-        // `run` is the two Lambdas' work in one loop, and runs as they would
-        // on a fraction of a vCPU: on one thread (a multi-thread runtime
-        // spent about a tenth of the relay's CPU time waking its workers).
-        let runtime = match cli.command {
-            Command::Run(_) => tokio::runtime::Builder::new_current_thread()
+        let runtime = match cli.command.runs_as_a_lambda() {
+            true => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build(),
-            _ => tokio::runtime::Runtime::new(),
+            false => tokio::runtime::Runtime::new(),
         }
         .expect("tokio runtime");
         runtime.block_on(dispatch(cli.command, &ctx))

@@ -108,6 +108,22 @@ pub enum Command {
     Retention(retention::RetentionArgs),
 }
 
+impl Command {
+    /// Whether the command runs as the Lambdas do, on a one-thread runtime
+    /// (`current_thread`, as in `src/bin/relay.rs`): `run` (the two
+    /// Lambdas' work in one loop) and the bench's relay Lambda child, whose
+    /// CPU time stands for the relay Lambda's. On a fraction of a vCPU a
+    /// multi-thread runtime spends about a tenth of the relay's CPU time
+    /// waking its workers. The other commands get a multi-thread runtime.
+    pub fn runs_as_a_lambda(&self) -> bool {
+        match self {
+            Command::Run(_) => true,
+            Command::Bench(args) => args.relay_events.is_some(),
+            _ => false,
+        }
+    }
+}
+
 /// How much the commands log on stderr. Without either flag, `RUST_LOG`
 /// decides (default `info`); either flag overrides `RUST_LOG`.
 #[derive(Args, Debug, Clone, Copy, Default)]
@@ -258,6 +274,23 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The relay Lambda runs on one thread; so do `run` and the bench's
+    /// child that stands for the relay Lambda, and only they.
+    #[test]
+    fn run_and_the_bench_relay_child_run_on_one_thread_as_the_lambdas_do() {
+        let one_thread = |args: &[&str]| {
+            let args = std::iter::once("raffle-outbox").chain(args.iter().copied());
+            Cli::try_parse_args(args)
+                .unwrap()
+                .command
+                .runs_as_a_lambda()
+        };
+        assert!(one_thread(&["run"]));
+        assert!(one_thread(&["bench", "--relay-events", "events.json"]));
+        assert!(!one_thread(&["bench"]));
+        assert!(!one_thread(&["demo"]));
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

@@ -108,14 +108,20 @@ impl WriteStats {
     }
 
     #[cfg(feature = "dev")]
-    /// Adds the units of one write of `before` into `after` on `table`,
-    /// if they are being computed.
-    pub(super) fn compute(&self, table: &str, before: &OutboxRow, after: &OutboxRow) {
+    /// Adds the units of one write of `before` into `after()` on `table`,
+    /// if they are being computed (`after` is only built then: it is a
+    /// copy of the row).
+    pub(super) fn compute(
+        &self,
+        table: &str,
+        before: &OutboxRow,
+        after: impl FnOnce() -> OutboxRow,
+    ) {
         let mut computed = self.computed.lock().expect("stats lock");
         let Some(consumed) = computed.as_mut() else {
             return;
         };
-        let (Ok(before), Ok(after)) = (to_item(before), to_item(after)) else {
+        let (Ok(before), Ok(after)) = (to_item(before), to_item(&after())) else {
             return;
         };
         for (index, units) in write_units(&[ID], Some(&before), Some(&after), &INDEXES) {

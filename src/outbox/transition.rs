@@ -354,15 +354,20 @@ impl Transition {
         })
     }
 
-    /// This transition's values for `shape`'s placeholders, in order;
+    /// This transition's values for `shape`'s placeholders, in order,
+    /// moved out of it (copied where a placeholder comes again later);
     /// `None` if it lacks one (a transition of another kind).
-    pub(super) fn parameters(&self, shape: &StatementShape) -> Option<Vec<AttributeValue>> {
-        shape
-            .placeholders
-            .iter()
-            .map(|name| match name.as_str() {
-                ":__id" => Some(s(&self.id)),
-                _ => self.values.get(name).cloned(),
+    pub(super) fn into_parameters(mut self, shape: &StatementShape) -> Option<Vec<AttributeValue>> {
+        let names = &shape.placeholders;
+        (0..names.len())
+            .map(|i| {
+                let name = names[i].as_str();
+                let again = names[i + 1..].iter().any(|later| later == name);
+                match (name, again) {
+                    (":__id", _) => Some(AttributeValue::S(std::mem::take(&mut self.id))),
+                    (_, true) => self.values.get(name).cloned(),
+                    (_, false) => self.values.remove(name),
+                }
             })
             .collect()
     }

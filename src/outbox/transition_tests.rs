@@ -33,7 +33,7 @@ fn a_claimed_row_is_delivered_under_its_lease_keeping_its_claims_attempt() {
 /// `t` as the PartiQL text and parameters a batch sends.
 fn statement(t: &Transition) -> (String, Vec<AttributeValue>) {
     let shape = t.statement_shape("outbox").unwrap();
-    let parameters = t.parameters(&shape).unwrap();
+    let parameters = t.clone().into_parameters(&shape).unwrap();
     (shape.text, parameters)
 }
 
@@ -75,6 +75,8 @@ fn the_delivered_transitions_read_the_same_as_partiql_statements() {
     );
     assert_eq!(parameters.len(), 12);
     assert_eq!(parameters[6..8], [n(9), n(1)]);
+    // `:zero` comes twice in the condition: both get its value.
+    assert_eq!(parameters[10..], [n(0), n(0)]);
     // ADD has no PartiQL twin here: waits and retries stay UpdateItems.
     assert!(
         Transition::retry("r", Holder::Fresh, "down", 5, Spent::Wait)

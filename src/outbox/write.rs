@@ -147,8 +147,8 @@ impl OutboxStore {
             .statement_shape(&self.table)
             .expect("the delivered transition is a plain SET/REMOVE update");
         let parameters: Vec<Vec<AttributeValue>> = transitions
-            .iter()
-            .map(|t| t.parameters(&shape).expect("marks of one shape"))
+            .into_iter()
+            .map(|t| t.into_parameters(&shape).expect("marks of one shape"))
             .collect();
         // Collected first, as in `insert_all_before`.
         let batches: Vec<_> = parameters
@@ -166,8 +166,8 @@ impl OutboxStore {
         #[cfg(feature = "dev")]
         for ((row, stored), result) in marks.iter().zip(&results) {
             if matches!(result, Ok(Written::Yes)) {
-                let after = (*row).clone().into_delivered(stored, now, expires_at);
-                self.stats.compute(&self.table, row, &after);
+                let after = || (*row).clone().into_delivered(stored, now, expires_at);
+                self.stats.compute(&self.table, row, after);
             }
         }
         results
