@@ -3,14 +3,12 @@
 //! stream handler; poll the outbox stream and hand its new rows to the relay;
 //! sweep the outbox for rows due again (retries, expired leases).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::Event;
 
 use crate::config::{aws_clients, Config};
-use crate::kafka::{auth::KafkaAuth, Producer};
-use crate::outbox::OutboxStore;
+use crate::lambda::stream::outbox_rows;
 use crate::relay::{Relay, RelayReport};
 use crate::stream::{StreamHandler, StreamPoller};
 
@@ -68,12 +66,7 @@ impl Pipeline {
         dynamodb: aws_sdk_dynamodb::Client,
         streams: aws_sdk_dynamodbstreams::Client,
     ) -> anyhow::Result<Pipeline> {
-        let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
-        let auth = KafkaAuth::from_config(config).await?;
-        let producer =
-            Producer::connect_with_auth(&config.kafka_bootstrap_servers, &config.kafka_topic, auth)
-                .await
-                .map_err(|e| anyhow::anyhow!("kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let relay = Relay::connect(config.clone(), &dynamodb).await?;
         Ok(Pipeline {
             participants: StreamPoller::for_table(
                 &dynamodb,
@@ -81,9 +74,11 @@ impl Pipeline {
                 &config.participants_table,
             )
             .await?,
-            handler: StreamHandler::new(outbox.clone(), config),
+            // The handler shares the relay's store: the report's write
+            // counters are both of theirs.
+            handler: StreamHandler::new(relay.outbox().clone(), config),
             outbox: StreamPoller::for_table(&dynamodb, streams, &config.outbox_table).await?,
-            relay: Relay::new(outbox, Arc::new(producer), config.clone()),
+            relay,
             last_sweep: None,
         })
     }
@@ -152,9 +147,7 @@ impl Pipeline {
             let events = outbox.poll().await?;
             let polled = !events.is_empty();
             for event in events {
-                relayed += relay
-                    .relay_new(crate::lambda::stream::outbox_rows(event))
-                    .await?;
+                relayed += relay.relay_new(outbox_rows(event)).await?;
             }
             anyhow::Ok((relayed, polled))
         };

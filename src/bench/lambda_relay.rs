@@ -39,9 +39,7 @@ pub async fn relay_events(config: &Config, file: &Path) -> anyhow::Result<Lambda
         .sum();
     let (dynamodb, _) = crate::config::aws_clients().await;
     let table = config.outbox_table.as_str();
-    let relay = lambda::relay::connect(config.clone(), &dynamodb)
-        .await
-        .map_err(|e| anyhow::anyhow!("relay: {e}"))?;
+    let relay = Relay::connect(config.clone(), &dynamodb).await?;
     let started = cpu_time()?;
     for event in events {
         let deadline = Instant::now() + INVOCATION_TIMEOUT;

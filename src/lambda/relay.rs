@@ -5,7 +5,6 @@
 //! not, before its deadline ([`crate::deadline`]); the scheduled sweep also
 //! measures the backlog that the age alarm watches.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::Event;
@@ -15,11 +14,8 @@ use time::OffsetDateTime;
 use super::schedule::{is_schedule, Trigger};
 use super::stream::outbox_rows;
 use crate::audit::AuditQuery;
-use crate::config::Config;
 use crate::deadline;
-use crate::kafka::{auth::KafkaAuth, Producer};
 use crate::metrics::{self, Backlog};
-use crate::outbox::OutboxStore;
 use crate::relay::{Relay, RelayError, RelayReport};
 
 /// A pass still running this close to the deadline (a DynamoDB call that
@@ -35,25 +31,13 @@ pub const LAST_WRITES: Duration = Duration::from_millis(500);
 pub async fn run_relay() -> Result<(), Error> {
     let (config, dynamodb) = super::start().await?;
     let table = config.outbox_table.clone();
-    let relay = connect(config, &dynamodb).await?;
+    let relay = Relay::connect(config, &dynamodb).await?;
     let (relay, dynamodb, table) = (&relay, &dynamodb, table.as_str());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let deadline = deadline::from_epoch_ms(event.context.deadline);
         Box::pin(invoke(relay, dynamodb, table, event.payload, deadline))
     }))
     .await
-}
-
-/// The relay the Lambda serves invocations with: connected to the cluster
-/// with the configured authentication (a Secrets Manager read for SCRAM),
-/// writing the outbox table through `dynamodb`.
-pub async fn connect(config: Config, dynamodb: &aws_sdk_dynamodb::Client) -> Result<Relay, Error> {
-    let auth = KafkaAuth::from_config(&config).await?;
-    let producer =
-        Producer::connect_with_auth(&config.kafka_bootstrap_servers, &config.kafka_topic, auth)
-            .await?;
-    let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
-    Ok(Relay::new(outbox, Arc::new(producer), config))
 }
 
 /// One invocation: the stream's new rows or a sweep, inside the deadline.

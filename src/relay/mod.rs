@@ -30,7 +30,7 @@ use pass::Pass;
 
 use crate::config::Config;
 use crate::deadline::Budget;
-use crate::kafka::Producer;
+use crate::kafka::{auth::KafkaAuth, Producer};
 use crate::outbox::row::epoch_ms;
 use crate::outbox::{Holder, OutboxRow, OutboxStore, Status, StoreError, Written};
 
@@ -134,6 +134,24 @@ impl Relay {
             config,
             owner,
         }
+    }
+
+    /// The relay as `config` deploys it: connected to the cluster with the
+    /// configured authentication (a Secrets Manager read for SCRAM), writing
+    /// the outbox table through `dynamodb`. Used by the relay Lambda, the
+    /// local pipeline and the bench's relay child alike. Refused when the
+    /// credentials cannot be read or Kafka cannot be reached.
+    pub async fn connect(
+        config: Config,
+        dynamodb: &aws_sdk_dynamodb::Client,
+    ) -> anyhow::Result<Relay> {
+        let auth = KafkaAuth::from_config(&config).await?;
+        let producer =
+            Producer::connect_with_auth(&config.kafka_bootstrap_servers, &config.kafka_topic, auth)
+                .await
+                .map_err(|e| anyhow::anyhow!("kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let outbox = OutboxStore::new(dynamodb.clone(), &config.outbox_table);
+        Ok(Relay::new(outbox, Arc::new(producer), config))
     }
 
     /// The outbox the relay reads and marks (and whose write counters
